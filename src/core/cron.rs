@@ -1,0 +1,1 @@
+//! Cron watch maths, pure: schedules, expected slots, the watchdog and cost projections.
