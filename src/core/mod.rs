@@ -5,6 +5,7 @@ pub mod error;
 pub mod record;
 pub mod redact;
 pub mod request_id;
+pub mod shop;
 pub mod cron;
 pub mod deps;
 pub mod monitor;

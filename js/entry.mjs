@@ -1,0 +1,38 @@
+// The Worker's module entry: worker-build's output (build/index.js) wrapped so that a Rust
+// panic, which kills the wasm instance, still answers 500 with the request id. The Rust
+// panic hook (src/edge/panic.rs) writes the request's log line and calls __lookout_on_panic.
+import Base from "../build/index.js";
+export * from "../build/index.js";
+
+const pending = new WeakMap();
+
+globalThis.__lookout_on_panic = (request, requestId, line) => {
+  const settle = pending.get(request);
+  if (settle) settle({ requestId, line });
+};
+
+function internalError(requestId) {
+  return new Response(JSON.stringify({ error: "InternalError", message: "internal error", request_id: requestId }), {
+    status: 500,
+    headers: { "content-type": "application/json", "x-request-id": requestId },
+  });
+}
+
+export default class Lookout extends Base {
+  async fetch(request) {
+    let settle;
+    const panicked = new Promise((resolve) => (settle = resolve));
+    pending.set(request, settle);
+    try {
+      const outcome = await Promise.race([super.fetch(request), panicked]);
+      if (outcome instanceof Response) return outcome;
+      return internalError(outcome.requestId);
+    } catch (e) {
+      const seen = await Promise.race([panicked, Promise.resolve(null)]);
+      if (seen) return internalError(seen.requestId);
+      throw e;
+    } finally {
+      pending.delete(request);
+    }
+  }
+}

@@ -1,0 +1,203 @@
+//! The sample shop app the wrapper instruments: tickets with lines on a real D1 database,
+//! customers whose names must never reach a log line, and (test environment only) fault
+//! routes for alert tests. It is a stand-in for the real app, not part of lookout's product.
+
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use worker::wasm_bindgen::JsValue;
+use worker::{Method, Request, Response};
+
+use crate::core::error::AppError;
+use crate::core::redact::ContextValue;
+use crate::edge::db::Db;
+use crate::edge::instrument::{AppResult, Failure, RequestCtx};
+
+/// Largest JSON body the app accepts.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Route a request of a known shop.
+pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
+    let path = req.path();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method();
+    match (method.clone(), segs.as_slice()) {
+        (Method::Get, ["health"]) => Ok(Response::ok("ok")?),
+        (_, ["api", ..]) => api(req, ctx, method, &segs[1..]).await,
+        (_, ["__test", ..]) if ctx.is_test_env() => test_routes(req, &segs[1..]).await,
+        _ => Err(AppError::not_found("no such route").into()),
+    }
+}
+
+async fn api(mut req: Request, ctx: Rc<RequestCtx>, method: Method, segs: &[&str]) -> AppResult {
+    let db = Db::new(&ctx)?;
+    authenticate(&req, &ctx, &db).await?;
+    match (method, segs) {
+        (Method::Get, ["tickets", id]) => get_ticket(&db, &ctx, parse_id(id)?).await,
+        (Method::Delete, ["tickets", id]) => delete_ticket(&db, &ctx, parse_id(id)?).await,
+        (Method::Post, ["tickets", id, "lines"]) => {
+            let body = read_json::<NewLine>(&mut req).await?;
+            add_line(&db, &ctx, parse_id(id)?, body).await
+        }
+        _ => Err(AppError::not_found("no such route").into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Session {
+    staff_id: u32,
+    first_name: String,
+}
+
+/// The app's session: a `session` cookie naming a row of `sessions`.
+async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Failure> {
+    let cookie = req.headers().get("cookie")?.unwrap_or_default();
+    let token = cookie
+        .split(';')
+        .filter_map(|c| c.trim().strip_prefix("session="))
+        .next()
+        .ok_or(AppError::new(401, "Unauthenticated", "sign in first"))?;
+    let session: Option<Session> = db
+        .first(
+            "SELECT s.staff_id, st.first_name FROM sessions s JOIN staff st ON st.id = s.staff_id WHERE s.token = ?",
+            &[token.into()],
+        )
+        .await?;
+    let session = session.ok_or(AppError::new(401, "Unauthenticated", "session expired or unknown"))?;
+    ctx.set_staff(session.staff_id, &session.first_name);
+    Ok(())
+}
+
+/// D1 binds JS numbers; BigInt is rejected. Ids and amounts fit in 2^53.
+fn int(n: i64) -> JsValue {
+    JsValue::from(n as f64)
+}
+
+fn parse_id(s: &str) -> Result<i64, Failure> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| AppError::bad_request("ids are positive integers").into())
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Failure> {
+    let bytes = req.bytes().await?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(AppError::new(413, "PayloadTooLarge", "body exceeds 16 KiB")
+            .with("bytes", ContextValue::Int(bytes.len() as i64))
+            .into());
+    }
+    serde_json::from_slice(&bytes).map_err(|_| AppError::bad_request("body is not the expected JSON").into())
+}
+
+#[derive(Serialize, Deserialize)]
+struct Ticket {
+    id: i64,
+    status: String,
+    customer_name: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Line {
+    id: i64,
+    description: String,
+    qty: i64,
+    unit_cents: i64,
+}
+
+async fn get_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
+    let ticket: Option<Ticket> = db
+        .first(
+            "SELECT t.id, t.status, c.name AS customer_name FROM tickets t \
+             LEFT JOIN customers c ON c.id = t.customer_id WHERE t.id = ? AND t.shop = ?",
+            &[int(id), ctx.shop.as_str().into()],
+        )
+        .await?;
+    let ticket = ticket.ok_or_else(|| AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)))?;
+    let lines: Vec<Line> = db
+        .all("SELECT id, description, qty, unit_cents FROM ticket_lines WHERE ticket_id = ? ORDER BY id", &[int(id)])
+        .await?;
+    Ok(Response::from_json(&serde_json::json!({ "ticket": ticket, "lines": lines }))?)
+}
+
+async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
+    let exists: Option<serde_json::Value> = db
+        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .await?;
+    if exists.is_none() {
+        return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
+    }
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let txns: Option<Count> =
+        db.first("SELECT COUNT(*) AS n FROM transactions WHERE ticket_id = ?", &[int(id)]).await?;
+    if txns.map(|c| c.n).unwrap_or(0) > 0 {
+        return Err(AppError::new(409, "BlockedByDependents", "Cannot delete ticket with attached transactions")
+            .with("ticket_id", ContextValue::Int(id))
+            .with("blocker", ContextValue::Label("transactions"))
+            .into());
+    }
+    db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
+    db.run("DELETE FROM tickets WHERE id = ?", &[int(id)]).await?;
+    Ok(Response::empty()?.with_status(204))
+}
+
+#[derive(Deserialize)]
+struct NewLine {
+    description: String,
+    qty: i64,
+    unit_cents: i64,
+}
+
+async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResult {
+    if line.qty <= 0 || line.unit_cents < 0 || line.description.trim().is_empty() || line.description.len() > 500 {
+        return Err(AppError::new(422, "InvalidLine", "qty > 0, unit_cents >= 0, description 1-500 chars").into());
+    }
+    let exists: Option<serde_json::Value> = db
+        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .await?;
+    if exists.is_none() {
+        return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
+    }
+    let row: Option<Line> = db
+        .first(
+            "INSERT INTO ticket_lines (ticket_id, description, qty, unit_cents) VALUES (?, ?, ?, ?) \
+             RETURNING id, description, qty, unit_cents",
+            &[int(id), line.description.as_str().into(), int(line.qty), int(line.unit_cents)],
+        )
+        .await?;
+    Ok(Response::from_json(&row)?.with_status(201))
+}
+
+#[derive(Deserialize)]
+struct Fault {
+    status: Option<u16>,
+    delay_ms: Option<u32>,
+}
+
+/// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
+async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
+    match segs {
+        ["fault"] => {
+            let q: Fault = req.query().map_err(|_| AppError::bad_request("status and delay_ms are integers"))?;
+            let delay = q.delay_ms.unwrap_or(0).min(30_000);
+            if delay > 0 {
+                worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
+            }
+            let status = q.status.unwrap_or(200);
+            if !(200..=599).contains(&status) {
+                return Err(AppError::bad_request("status must be 200-599").into());
+            }
+            Ok(Response::ok(format!("fault {status}"))?.with_status(status))
+        }
+        // A runtime error whose message carries a customer's name, as real ones do.
+        ["error"] => Err(worker::Error::RustError("lookup failed for customer 'Alice Smith' <alice@example.com>".into()).into()),
+        ["panic"] => {
+            let name = "Alice Smith";
+            panic!("unexpected state for customer {name}");
+        }
+        _ => Err(AppError::not_found("no such test route").into()),
+    }
+}

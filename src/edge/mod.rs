@@ -1,0 +1,10 @@
+//! The thin edge layer: Worker entry points, the instrumentation wrapper, the sample shop
+//! app and the Durable Object. It converts between the Workers runtime and the pure core;
+//! decisions live in `crate::core`.
+
+pub mod app;
+pub mod config;
+pub mod db;
+pub mod entry;
+pub mod instrument;
+pub mod panic;
