@@ -1,1 +1,0 @@
-//! Cron watch maths, pure: schedules, expected slots, the watchdog and cost projections.
