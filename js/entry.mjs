@@ -1,6 +1,7 @@
 // The Worker's module entry: worker-build's output (build/index.js) wrapped so that a Rust
-// panic, which kills the wasm instance, still answers 500 with the request id. The Rust
-// panic hook (src/edge/panic.rs) writes the request's log line and calls __lookout_on_panic.
+// panic, which kills the wasm instance, still answers 500 with the request id and still
+// reaches the shop's monitor. The Rust panic hook (src/edge/panic.rs) writes the request's
+// log line and calls __lookout_on_panic with it.
 import Base from "../build/index.js";
 export * from "../build/index.js";
 
@@ -18,6 +19,21 @@ function internalError(requestId) {
   });
 }
 
+// The record of a panicked request goes to its shop's monitor like any other.
+async function forwardToMonitor(env, line) {
+  try {
+    const shop = JSON.parse(line).shop;
+    if (!shop || !env.SHOP_MONITOR) return;
+    const stub = env.SHOP_MONITOR.get(env.SHOP_MONITOR.idFromName(shop));
+    await stub.fetch(`https://monitor/ingest?shop=${encodeURIComponent(shop)}`, {
+      method: "POST",
+      body: `{"records":[${line}]}`,
+    });
+  } catch (e) {
+    console.log(JSON.stringify({ kind: "monitor_forward_failed", records: 1, error: String(e && e.name) }));
+  }
+}
+
 export default class Lookout extends Base {
   async fetch(request) {
     let settle;
@@ -26,10 +42,14 @@ export default class Lookout extends Base {
     try {
       const outcome = await Promise.race([super.fetch(request), panicked]);
       if (outcome instanceof Response) return outcome;
+      this.ctx.waitUntil(forwardToMonitor(this.env, outcome.line));
       return internalError(outcome.requestId);
     } catch (e) {
       const seen = await Promise.race([panicked, Promise.resolve(null)]);
-      if (seen) return internalError(seen.requestId);
+      if (seen) {
+        this.ctx.waitUntil(forwardToMonitor(this.env, seen.line));
+        return internalError(seen.requestId);
+      }
       throw e;
     } finally {
       pending.delete(request);

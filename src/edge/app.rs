@@ -10,6 +10,7 @@ use worker::{Method, Request, Response};
 
 use crate::core::error::AppError;
 use crate::core::redact::ContextValue;
+use crate::core::stripe;
 use crate::edge::db::Db;
 use crate::edge::instrument::{AppResult, Failure, RequestCtx};
 
@@ -24,6 +25,7 @@ pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
     match (method.clone(), segs.as_slice()) {
         (Method::Get, ["health"]) => Ok(Response::ok("ok")?),
         (_, ["api", ..]) => api(req, ctx, method, &segs[1..]).await,
+        (Method::Post, ["webhooks", "stripe"]) => stripe_webhook(req, &ctx).await,
         (_, ["__test", ..]) if ctx.is_test_env() => test_routes(req, &segs[1..]).await,
         _ => Err(AppError::not_found("no such route").into()),
     }
@@ -169,6 +171,22 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
         )
         .await?;
     Ok(Response::from_json(&row)?.with_status(201))
+}
+
+/// Stripe webhooks: the raw body must carry a valid `Stripe-Signature`; a failure answers
+/// 400 `StripeSignatureInvalid`, which the monitor counts.
+async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
+    let secret = crate::edge::config::var(&ctx.env, "STRIPE_WEBHOOK_SECRET")
+        .ok_or(AppError::new(500, "ConfigError", "STRIPE_WEBHOOK_SECRET is not configured"))?;
+    let header = req.headers().get("stripe-signature")?;
+    let body = req.bytes().await?;
+    if body.len() > 64 * 1024 {
+        return Err(AppError::new(413, "PayloadTooLarge", "webhook body exceeds 64 KiB").into());
+    }
+    let now_s = (worker::js_sys::Date::now() / 1000.0) as i64;
+    stripe::verify(header.as_deref(), &body, &secret, now_s, stripe::DEFAULT_TOLERANCE_S)
+        .map_err(|e| AppError::new(400, "StripeSignatureInvalid", e.message()))?;
+    Ok(Response::from_json(&serde_json::json!({"received": true}))?)
 }
 
 #[derive(Deserialize)]

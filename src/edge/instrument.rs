@@ -14,7 +14,7 @@ use crate::core::error::{AppError, HandlerError, UnexpectedError};
 use crate::core::record::{round_ms, RequestRecord};
 use crate::core::request_id::make_request_id;
 use crate::core::shop::{resolve_shop, staff_label, ShopResolution};
-use crate::edge::config;
+use crate::edge::{config, forward};
 use crate::edge::panic::{self, InFlight, Tracked};
 
 #[wasm_bindgen]
@@ -123,9 +123,17 @@ impl RequestCtx {
     }
 }
 
+/// Whose request this is: a shop's (resolved from the host, forwarded to its monitor) or the
+/// operator's (no shop, not forwarded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Shop,
+    Operator,
+}
+
 /// Run `handler` for `req` with full instrumentation. Never fails: every outcome becomes a
 /// response with `X-Request-Id` and one log line.
-pub async fn handle<F, Fut>(req: Request, env: Env, _ctx: &Context, handler: F) -> worker::Result<Response>
+pub async fn handle<F, Fut>(req: Request, env: Env, ctx: &Context, scope: Scope, handler: F) -> worker::Result<Response>
 where
     F: FnOnce(Request, Rc<RequestCtx>) -> Fut,
     Fut: Future<Output = AppResult>,
@@ -140,11 +148,18 @@ where
     panic::register(Rc::clone(&state));
 
     let host = req.headers().get("host").ok().flatten().unwrap_or_default();
-    let resolution =
-        resolve_shop(config::var(&env, "SHOP_SLUG").as_deref(), config::var(&env, "SHOPS").as_deref(), &host);
+    let resolution = match scope {
+        Scope::Operator => ShopResolution::Known(String::new()),
+        Scope::Shop => {
+            resolve_shop(config::var(&env, "SHOP_SLUG").as_deref(), config::var(&env, "SHOPS").as_deref(), &host)
+        }
+    };
+    let monitor_env = env.clone();
     let outcome: AppResult = match resolution {
         ShopResolution::Known(shop) => {
-            state.record.borrow_mut().shop = Some(shop.clone());
+            if scope == Scope::Shop {
+                state.record.borrow_mut().shop = Some(shop.clone());
+            }
             let rctx = Rc::new(RequestCtx { env, request_id: Rc::clone(&request_id), shop, state: Rc::clone(&state) });
             Tracked { request_id: Rc::clone(&request_id), inner: Box::pin(handler(req, rctx)) }.await
         }
@@ -171,6 +186,10 @@ where
     panic::unregister(&request_id);
     let line = state.finish(response.status_code(), now_ms());
     console_log!("{line}");
+    let shop = state.record.borrow().shop.clone();
+    if let Some(shop) = shop {
+        forward::enqueue(ctx, &monitor_env, &shop, line);
+    }
     Ok(response)
 }
 

@@ -5,6 +5,10 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod deliver;
 pub mod entry;
+pub mod forward;
 pub mod instrument;
+pub mod ops;
 pub mod panic;
+pub mod shop_monitor;
