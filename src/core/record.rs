@@ -4,6 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::core::deps::NPlusOne;
 use crate::core::redact::ErrorContext;
 
 /// External services the app talks to; every request line lists each with its call count.
@@ -37,13 +38,24 @@ pub struct RequestRecord {
     pub ms: f64,
     pub d1_queries: u32,
     pub d1_slowest: Option<SlowQuery>,
+    /// The most repeated query shape when it crossed the N+1 threshold.
+    pub d1_n_plus_one: Option<NPlusOne>,
     pub r2_ops: u32,
     /// `"service:count"` for every service in [`EXTERNAL_SERVICES`], in that order.
     pub external_calls: Vec<String>,
+    /// What this request's external calls cost, for the shop's spend projections.
+    pub cost_micros: CostMicros,
     pub error_class: Option<String>,
     pub error_msg: Option<String>,
     pub error_context: Option<ErrorContext>,
     pub build_version: String,
+}
+
+/// Spend of one request in micro-dollars, by the services that are billed per call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CostMicros {
+    pub twilio: u64,
+    pub claude: u64,
 }
 
 /// Per-service call counters that become `external_calls`.
@@ -82,8 +94,10 @@ impl RequestRecord {
             ms: 0.0,
             d1_queries: 0,
             d1_slowest: None,
+            d1_n_plus_one: None,
             r2_ops: 0,
             external_calls: ExternalCounts::default().to_field(),
+            cost_micros: CostMicros::default(),
             error_class: None,
             error_msg: None,
             error_context: None,
@@ -130,7 +144,7 @@ mod tests {
         r.d1_queries = 4;
         assert_eq!(
             r.to_line(),
-            r#"{"ts":"2026-05-10T14:23:11.000Z","request_id":"req_a8h3k2","shop":"swicked","staff_id":3,"staff_label":"Robbie","path":"/api/tickets/2506/lines","method":"POST","status":200,"ms":47.0,"d1_queries":4,"d1_slowest":null,"r2_ops":0,"external_calls":["stripe:0","twilio:0","claude:0","gbp:0"],"error_class":null,"error_msg":null,"error_context":null,"build_version":"0.1.0+abc1234"}"#
+            r#"{"ts":"2026-05-10T14:23:11.000Z","request_id":"req_a8h3k2","shop":"swicked","staff_id":3,"staff_label":"Robbie","path":"/api/tickets/2506/lines","method":"POST","status":200,"ms":47.0,"d1_queries":4,"d1_slowest":null,"d1_n_plus_one":null,"r2_ops":0,"external_calls":["stripe:0","twilio:0","claude:0","gbp:0"],"cost_micros":{"twilio":0,"claude":0},"error_class":null,"error_msg":null,"error_context":null,"build_version":"0.1.0+abc1234"}"#
         );
     }
 
@@ -160,12 +174,12 @@ mod tests {
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         for k in [
             "ts", "request_id", "shop", "staff_id", "staff_label", "path", "method", "status", "ms",
-            "d1_queries", "d1_slowest", "r2_ops", "external_calls", "error_class", "error_msg",
-            "error_context", "build_version",
+            "d1_queries", "d1_slowest", "d1_n_plus_one", "r2_ops", "external_calls", "cost_micros",
+            "error_class", "error_msg", "error_context", "build_version",
         ] {
             assert!(keys.contains(&k), "missing {k} in {keys:?}");
         }
-        assert_eq!(keys.len(), 17);
+        assert_eq!(keys.len(), 19);
     }
 
     #[test]

@@ -164,6 +164,7 @@ impl D1Tally {
     pub fn apply_to(&self, record: &mut RequestRecord) {
         record.d1_queries = self.queries;
         record.d1_slowest = self.slowest.clone();
+        record.d1_n_plus_one = self.n_plus_one();
     }
 }
 
