@@ -13,6 +13,9 @@ INSERT OR REPLACE INTO tickets (id, shop, customer_id, status) VALUES
   (2506, 'swicked', 1, 'open'),
   (2507, 'swicked', 2, 'open'),
   (2508, 'swicked', 2, 'open'),
+  (2509, 'swicked', 1, 'open'), (2510, 'swicked', 2, 'open'), (2511, 'swicked', 1, 'open'),
+  (2512, 'swicked', 2, 'open'), (2513, 'swicked', 1, 'open'), (2514, 'swicked', 2, 'open'),
+  (2515, 'swicked', 1, 'open'), (2516, 'swicked', 2, 'open'), (2517, 'swicked', 1, 'closed'),
   (3001, 'demo', 1, 'open'),
   (3002, 'demo', 2, 'open');
 INSERT OR REPLACE INTO ticket_lines (id, ticket_id, description, qty, unit_cents) VALUES

@@ -5,13 +5,13 @@
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-use worker::wasm_bindgen::JsValue;
 use worker::{Method, Request, Response};
 
 use crate::core::error::AppError;
 use crate::core::redact::ContextValue;
 use crate::core::stripe;
-use crate::edge::db::Db;
+use crate::edge::app_services as services;
+use crate::edge::db::{int, Db};
 use crate::edge::instrument::{AppResult, Failure, RequestCtx};
 
 /// Largest JSON body the app accepts.
@@ -41,6 +41,25 @@ async fn api(mut req: Request, ctx: Rc<RequestCtx>, method: Method, segs: &[&str
             let body = read_json::<NewLine>(&mut req).await?;
             add_line(&db, &ctx, parse_id(id)?, body).await
         }
+        (Method::Post, ["tickets", id, "charge"]) => {
+            let body = read_json(&mut req).await?;
+            services::charge(&db, &ctx, parse_id(id)?, body).await
+        }
+        (Method::Post, ["tickets", id, "sms"]) => {
+            let body = read_json(&mut req).await?;
+            services::sms(&db, &ctx, parse_id(id)?, body).await
+        }
+        (Method::Post, ["ai", "summarize"]) => {
+            let body = read_json(&mut req).await?;
+            services::summarize(&db, &ctx, body).await
+        }
+        (Method::Get, ["tickets", id, "photos"]) => services::list_photos(&ctx, parse_id(id)?).await,
+        (Method::Put, ["tickets", id, "photos", name]) => {
+            let bytes = read_bytes(&mut req, MAX_PHOTO_BYTES).await?;
+            services::put_photo(&db, &ctx, parse_id(id)?, name, bytes).await
+        }
+        (Method::Get, ["tickets", id, "photos", name]) => services::get_photo(&ctx, parse_id(id)?, name).await,
+        (Method::Get, ["reports", "open-lines"]) => services::open_lines_report(&db, &ctx).await,
         _ => Err(AppError::not_found("no such route").into()),
     }
 }
@@ -70,11 +89,6 @@ async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Fa
     Ok(())
 }
 
-/// D1 binds JS numbers; BigInt is rejected. Ids and amounts fit in 2^53.
-fn int(n: i64) -> JsValue {
-    JsValue::from(n as f64)
-}
-
 fn parse_id(s: &str) -> Result<i64, Failure> {
     s.parse::<i64>()
         .ok()
@@ -82,13 +96,22 @@ fn parse_id(s: &str) -> Result<i64, Failure> {
         .ok_or_else(|| AppError::bad_request("ids are positive integers").into())
 }
 
-async fn read_json<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Failure> {
+/// Largest photo accepted.
+pub const MAX_PHOTO_BYTES: usize = 1024 * 1024;
+
+async fn read_bytes(req: &mut Request, limit: usize) -> Result<Vec<u8>, Failure> {
     let bytes = req.bytes().await?;
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(AppError::new(413, "PayloadTooLarge", "body exceeds 16 KiB")
+    if bytes.len() > limit {
+        return Err(AppError::new(413, "PayloadTooLarge", "body exceeds the route's limit")
             .with("bytes", ContextValue::Int(bytes.len() as i64))
+            .with("limit", ContextValue::Int(limit as i64))
             .into());
     }
+    Ok(bytes)
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Failure> {
+    let bytes = read_bytes(req, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|_| AppError::bad_request("body is not the expected JSON").into())
 }
 

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
-use worker::{AbortController, Env, Fetch, Headers, Method, Request, RequestInit};
+use worker::{Env, Headers, Method, Request, RequestInit};
 
 use crate::core::monitor::{email_message, pagerduty_payload, webhook_payload, Channel, OutboxEntry};
 use crate::edge::config;
+use crate::edge::http::{fetch_with_timeout, FetchError};
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -66,25 +66,13 @@ async fn send_one(env: &Env, e: &OutboxEntry) -> Result<(), String> {
 async fn post_json(url: &str, body: &str, what: &str) -> Result<(), String> {
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
-    let controller = AbortController::default();
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(url, &init).map_err(|_| format!("{what}: invalid URL"))?;
-    let fetch = Fetch::Request(req);
-    let signal = controller.signal();
-    let send = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(worker::Delay::from(SEND_TIMEOUT));
-    let outcome = match select(send, timeout).await {
-        Either::Left((r, _)) => Some(r),
-        Either::Right(_) => None,
-    };
-    match outcome {
-        Some(Ok(resp)) if (200..300).contains(&resp.status_code()) => Ok(()),
-        Some(Ok(resp)) => Err(format!("{what} answered {}", resp.status_code())),
-        Some(Err(e)) => Err(format!("{what} unreachable: {}", crate::core::redact::scrub_text(&e.to_string()))),
-        None => {
-            controller.abort();
-            Err(format!("{what} timed out after {} s", SEND_TIMEOUT.as_secs()))
-        }
+    match fetch_with_timeout(req, SEND_TIMEOUT).await {
+        Ok(resp) if (200..300).contains(&resp.status_code()) => Ok(()),
+        Ok(resp) => Err(format!("{what} answered {}", resp.status_code())),
+        Err(FetchError::Network(e)) => Err(format!("{what} unreachable: {}", crate::core::redact::scrub_text(&e))),
+        Err(FetchError::Timeout) => Err(format!("{what} timed out after {} s", SEND_TIMEOUT.as_secs())),
     }
 }

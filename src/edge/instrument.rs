@@ -10,8 +10,9 @@ use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen::JsValue;
 use worker::{console_log, Context, Env, Headers, Request, Response};
 
+use crate::core::deps::Service;
 use crate::core::error::{AppError, HandlerError, UnexpectedError};
-use crate::core::record::{round_ms, RequestRecord};
+use crate::core::record::RequestRecord;
 use crate::core::request_id::make_request_id;
 use crate::core::shop::{resolve_shop, staff_label, ShopResolution};
 use crate::edge::{config, forward};
@@ -101,12 +102,12 @@ impl RequestCtx {
         r.staff_label = staff_label(first_name);
     }
 
-    pub fn record_d1(&self, sql_signature: String, ms: f64) {
-        let mut r = self.state.record.borrow_mut();
-        r.d1_queries += 1;
-        let slower = r.d1_slowest.as_ref().is_none_or(|s| ms > s.ms);
-        if slower {
-            r.d1_slowest = Some(crate::core::record::SlowQuery { sql: sql_signature, ms: round_ms(ms) });
+    /// One D1 statement (or a batch of them) took `ms`; the tally keeps signatures only.
+    pub fn record_d1(&self, sql: &[&str], ms: f64) {
+        let mut d1 = self.state.d1.borrow_mut();
+        match sql {
+            [one] => d1.record_query(one, ms),
+            many => d1.record_batch(many, ms),
         }
     }
 
@@ -114,8 +115,15 @@ impl RequestCtx {
         self.state.record.borrow_mut().r2_ops += 1;
     }
 
-    pub fn record_external(&self, service: &str) {
-        self.state.external.borrow_mut().add(service);
+    /// One external call (after its retries), and what it cost.
+    pub fn record_external(&self, service: Service, cost_micros: u64) {
+        self.state.external.borrow_mut().add(service.as_str());
+        let mut r = self.state.record.borrow_mut();
+        match service {
+            Service::Twilio => r.cost_micros.twilio += cost_micros,
+            Service::Claude => r.cost_micros.claude += cost_micros,
+            Service::Stripe | Service::Gbp => {}
+        }
     }
 
     pub fn is_test_env(&self) -> bool {

@@ -3,12 +3,16 @@
 //! decisions live in `crate::core`.
 
 pub mod app;
+pub mod app_services;
 pub mod config;
 pub mod db;
 pub mod deliver;
 pub mod entry;
+pub mod external;
 pub mod forward;
+pub mod http;
 pub mod instrument;
 pub mod ops;
 pub mod panic;
+pub mod r2;
 pub mod shop_monitor;

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen::JsValue;
 
+use crate::core::deps::D1Tally;
 use crate::core::record::{round_ms, ExternalCounts, RequestRecord};
 
 #[wasm_bindgen]
@@ -25,13 +26,20 @@ extern "C" {
 pub struct InFlight {
     pub record: RefCell<RequestRecord>,
     pub external: RefCell<ExternalCounts>,
+    pub d1: RefCell<D1Tally>,
     pub t0_ms: f64,
     pub js_request: JsValue,
 }
 
 impl InFlight {
     pub fn new(record: RequestRecord, t0_ms: f64, js_request: JsValue) -> Self {
-        InFlight { record: RefCell::new(record), external: RefCell::default(), t0_ms, js_request }
+        InFlight {
+            record: RefCell::new(record),
+            external: RefCell::default(),
+            d1: RefCell::default(),
+            t0_ms,
+            js_request,
+        }
     }
 
     /// Fill the end-of-request fields and return the line.
@@ -41,6 +49,9 @@ impl InFlight {
         r.ms = round_ms(now_ms - self.t0_ms);
         if let Ok(ext) = self.external.try_borrow() {
             r.external_calls = ext.to_field();
+        }
+        if let Ok(d1) = self.d1.try_borrow() {
+            d1.apply_to(&mut r);
         }
         r.to_line()
     }
