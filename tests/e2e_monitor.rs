@@ -232,3 +232,28 @@ fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplic
     let st = status(&s, "swicked");
     assert_eq!(st["outbox"]["backlog"], 0, "{}", st["outbox"]);
 }
+
+#[test]
+fn alerts_reach_email_through_the_send_email_binding() {
+    let s = Server::start_with(
+        Opts::default().var("ALERT_EMAIL_FROM", "alerts@lookout.test").var("ALERT_EMAIL_TO", "ops@lookout.test"),
+    );
+    for _ in 0..3 {
+        let r = s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
+        assert_eq!(r.status, 400);
+    }
+    // wrangler dev prints each sent email's headers and where it wrote the text part.
+    let text_path = support::wait_for(Duration::from_secs(10), || {
+        let log = s.log_text();
+        let at = log.find("Subject: [lookout]")?;
+        let rest = &log[at..];
+        let path = rest.lines().find_map(|l| l.trim().strip_prefix("Text: "))?;
+        Some((rest.lines().next().unwrap().to_string(), path.trim().to_string()))
+    });
+    let (subject, path) = text_path.expect("no alert email was sent");
+    assert!(subject.contains("swicked") && subject.contains("stripe_signature_failures"), "{subject}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("Possible secret rotation needed"), "the action is in the email: {text}");
+    assert!(text.contains("swicked:stripe_signature_failures:1"), "the dedup key is in the email: {text}");
+    assert!(!text.contains(support::STRIPE_SECRET));
+}
