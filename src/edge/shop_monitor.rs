@@ -163,7 +163,7 @@ impl ShopMonitor {
     }
 
     async fn ingest(&self, shop: &str, body: &[u8], now: i64) -> Result<Response> {
-        let parsed = match parse_batch(body, shop) {
+        let parsed = match parse_batch(body, shop, now) {
             Ok(p) => p,
             Err(e) => {
                 let status = if matches!(e, BatchError::TooLarge { .. }) { 413 } else { 400 };
