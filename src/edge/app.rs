@@ -12,6 +12,7 @@ use crate::core::error::AppError;
 use crate::core::redact::ContextValue;
 use crate::core::stripe;
 use crate::edge::db::Db;
+use crate::edge::{ai_guard, audit};
 use crate::edge::instrument::{AppResult, Failure, RequestCtx};
 
 /// Largest JSON body the app accepts.
@@ -26,7 +27,7 @@ pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
         (Method::Get, ["health"]) => Ok(Response::ok("ok")?),
         (_, ["api", ..]) => api(req, ctx, method, &segs[1..]).await,
         (Method::Post, ["webhooks", "stripe"]) => stripe_webhook(req, &ctx).await,
-        (_, ["__test", ..]) if ctx.is_test_env() => test_routes(req, &segs[1..]).await,
+        (_, ["__test", ..]) if ctx.is_test_env() => test_routes(req, &ctx, &segs[1..]).await,
         _ => Err(AppError::not_found("no such route").into()),
     }
 }
@@ -124,7 +125,7 @@ async fn get_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
 
 async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
     let exists: Option<serde_json::Value> = db
-        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .first("SELECT id, customer_id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
         .await?;
     if exists.is_none() {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
@@ -141,8 +142,10 @@ async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
             .with("blocker", ContextValue::Label("transactions"))
             .into());
     }
-    db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
+    let lines = db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
     db.run("DELETE FROM tickets WHERE id = ?", &[int(id)]).await?;
+    let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
+    audit::ticket_event(db, ctx, "ticket_deleted", id, customer, vec![("lines_deleted", lines as i64)]).await?;
     Ok(Response::empty()?.with_status(204))
 }
 
@@ -158,7 +161,7 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
         return Err(AppError::new(422, "InvalidLine", "qty > 0, unit_cents >= 0, description 1-500 chars").into());
     }
     let exists: Option<serde_json::Value> = db
-        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .first("SELECT id, customer_id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
         .await?;
     if exists.is_none() {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
@@ -170,6 +173,9 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
             &[int(id), line.description.as_str().into(), int(line.qty), int(line.unit_cents)],
         )
         .await?;
+    let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
+    let figures = vec![("line_id", row.as_ref().map_or(0, |l| l.id)), ("qty", line.qty), ("unit_cents", line.unit_cents)];
+    audit::ticket_event(db, ctx, "ticket_line_added", id, customer, figures).await?;
     Ok(Response::from_json(&row)?.with_status(201))
 }
 
@@ -195,9 +201,29 @@ struct Fault {
     delay_ms: Option<u32>,
 }
 
-/// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
-async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
+#[derive(Deserialize)]
+struct Spend {
+    cost_micros: Option<u64>,
+}
+
+/// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic; and
+/// stand-ins for the AI and SMS routes that record a chosen cost (no call leaves the Worker).
+async fn test_routes(req: Request, ctx: &RequestCtx, segs: &[&str]) -> AppResult {
     match segs {
+        // Stand-in for the app's AI route: checks the pause before the "call", like any AI route.
+        ["ai", "summarize"] if req.method() == Method::Post => {
+            let q: Spend = req.query().map_err(|_| AppError::bad_request("cost_micros is an integer"))?;
+            ai_guard::ensure_ai_allowed(ctx).await?;
+            ctx.record_external("claude");
+            ctx.record_cost("claude", q.cost_micros.unwrap_or(0));
+            Ok(Response::from_json(&serde_json::json!({"summary": "stand-in summary"}))?)
+        }
+        ["sms"] if req.method() == Method::Post => {
+            let q: Spend = req.query().map_err(|_| AppError::bad_request("cost_micros is an integer"))?;
+            ctx.record_external("twilio");
+            ctx.record_cost("twilio", q.cost_micros.unwrap_or(0));
+            Ok(Response::from_json(&serde_json::json!({"sent": true}))?)
+        }
         ["fault"] => {
             let q: Fault = req.query().map_err(|_| AppError::bad_request("status and delay_ms are integers"))?;
             let delay = q.delay_ms.unwrap_or(0).min(30_000);

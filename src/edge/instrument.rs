@@ -62,7 +62,7 @@ impl From<worker::Error> for Failure {
 pub type AppResult = std::result::Result<Response, Failure>;
 
 /// The error class of a runtime error: the variant name, or the JS error's name.
-fn runtime_class(e: &worker::Error) -> &'static str {
+pub(crate) fn runtime_class(e: &worker::Error) -> &'static str {
     use worker::Error as E;
     match e {
         E::JsError(_) => "JsError",
@@ -116,6 +116,22 @@ impl RequestCtx {
 
     pub fn record_external(&self, service: &str) {
         self.state.external.borrow_mut().add(service);
+    }
+
+    /// Add what an external call cost to the request's `cost_micros` (`twilio`, `claude`).
+    pub fn record_cost(&self, service: &str, micros: u64) {
+        let mut r = self.state.record.borrow_mut();
+        let c = &mut r.cost_micros;
+        match service {
+            "twilio" => c.twilio = c.twilio.saturating_add(micros),
+            "claude" => c.claude = c.claude.saturating_add(micros),
+            _ => {}
+        }
+    }
+
+    /// The signed-in staff member, once the app has authenticated the request.
+    pub fn staff_id(&self) -> Option<u32> {
+        self.state.record.borrow().staff_id
     }
 
     pub fn is_test_env(&self) -> bool {

@@ -2,7 +2,9 @@
 //! app and the Durable Object. It converts between the Workers runtime and the pure core;
 //! decisions live in `crate::core`.
 
+pub mod ai_guard;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod deliver;
@@ -11,4 +13,6 @@ pub mod forward;
 pub mod instrument;
 pub mod ops;
 pub mod panic;
+pub mod reconcile;
+pub mod scheduled;
 pub mod shop_monitor;

@@ -1468,3 +1468,24 @@ fn persisted_state_with_spend_round_trips_and_old_documents_still_load() {
     let old: CronPersisted = serde_json::from_value(v).unwrap();
     assert_eq!(old.spend, SpendLedger::default());
 }
+
+#[test]
+fn an_early_evaluation_keeps_the_lag_of_the_last_due_one() {
+    let w = daily();
+    let mut wd = Watchdog::new();
+    wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
+    // Due at 07:30; the alarm wakes 5 minutes late.
+    let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 35, 0));
+    assert_eq!(o.lag_s, 300);
+    assert!(wd.status(&w, ms(2026, 5, 10, 7, 35, 0)).lagging);
+    // The object evaluates again at once (loaded for a request): the lag stays reported.
+    let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 35, 0));
+    assert_eq!(o.lag_s, 0);
+    let s = wd.status(&w, ms(2026, 5, 10, 7, 35, 1));
+    assert_eq!((s.lag_s, s.lagging), (300, true));
+    // The next due evaluation on time clears it.
+    let next = wd.next_due_ms(&w).unwrap();
+    wd.evaluate(&w, next);
+    let s = wd.status(&w, next);
+    assert_eq!((s.lag_s, s.lagging), (0, false));
+}
