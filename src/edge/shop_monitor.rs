@@ -325,10 +325,10 @@ impl ShopMonitor {
         };
         let mut effects = Vec::with_capacity(parsed.check_ins.len());
         let mut events = Vec::new();
-        {
+        let cron_changed = {
             let mut guard = self.cron.borrow_mut();
             let Some(c) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
-            c.record_spend(&parsed.records);
+            let counted = c.record_spend(&parsed.records);
             let cfg = self.cron_config.borrow();
             for ci in &parsed.check_ins {
                 let o = c.check_in(&cfg, ci, now);
@@ -340,9 +340,17 @@ impl ShopMonitor {
                 effects.push(o.effect);
                 events.extend(o.events);
             }
-        }
+            counted > 0 || !parsed.check_ins.is_empty()
+        };
         self.notify(&events, now);
-        self.persist_all(now);
+        // The cron state is written only when this batch changed it (spend or check-ins):
+        // request traffic alone costs no extra storage write.
+        if let Some(m) = self.monitor.borrow_mut().as_mut() {
+            self.persist(m, now);
+        }
+        if cron_changed {
+            self.persist_cron();
+        }
         self.arm(now).await;
         Response::from_json(&serde_json::json!({"report": report, "check_ins": effects, "rejected": parsed.rejected}))
     }
@@ -376,9 +384,16 @@ impl ShopMonitor {
                 log(serde_json::json!({"kind": "alert_state_change", "shop": m.shop(), "change": c}));
             }
         }
-        self.cron_evaluate(now);
+        // The watchdog only when its due time has come (the alarm also wakes for the monitor).
+        let cron_due = self.cron.borrow().as_ref().and_then(|c| c.next_due_ms(&self.cron_config.borrow()));
+        if cron_due.is_some_and(|d| d <= now) {
+            self.cron_evaluate(now);
+            self.persist_cron();
+        }
         // Persist what was decided before sending, so a crash mid-send cannot forget it.
-        self.persist_all(now);
+        if let Some(m) = self.monitor.borrow_mut().as_mut() {
+            self.persist(m, now);
+        }
         let due = {
             let mut guard = self.monitor.borrow_mut();
             let Some(m) = guard.as_mut() else { return };
