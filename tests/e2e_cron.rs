@@ -319,3 +319,37 @@ fn a_job_that_errors_or_panics_still_gets_its_summary_line_and_its_end() {
     assert_eq!(summary_lines(&s, "test_error", "swicked").len(), 1);
     assert_no_pii(&s);
 }
+
+#[test]
+fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
+    let sink = Sink::start();
+    let s = Server::start_with(
+        Opts::default()
+            .var("SHOP_SLUG", "swicked")
+            .var("ALERT_WEBHOOK_URL", &sink.url("/hook"))
+            .var("CRON_WATCH", r#"[{"cron":"test_slow","schedule":"0 0 1 1 *","max_runtime_s":2}]"#),
+    );
+    status(&s, "swicked");
+    // The job takes 6 s; /__scheduled answers when it is done.
+    let t0 = system_s(SystemTime::now());
+    std::thread::scope(|scope| {
+        scope.spawn(|| trigger(&s, "0 0 1 1 *"));
+        let fired = sink.wait_for(Duration::from_secs(15), |r| is_event(r, "swicked", "cron_stuck", "trigger")).expect("cron_stuck did not fire");
+        let p = fired.json();
+        assert_eq!(p["severity"], "high");
+        assert_eq!(p["cron"], "test_slow");
+        let since = epoch_s(&p["since"]);
+        assert!(since >= t0 + 1.9 && since < t0 + 5.0, "stuck at start + 2 s: since {since} vs trigger {t0}");
+        assert!(system_s(fired.at) - since < 3.0, "webhook {} s after", system_s(fired.at) - since);
+        let st = status(&s, "swicked");
+        let c = cron_status(&st, "test_slow");
+        assert_eq!((c["state"].as_str(), c["stuck_firing"].as_bool()), (Some("stuck"), Some(true)), "{c}");
+    });
+    let line = nth_summary_line(&s, "test_slow", "swicked", 1);
+    assert_eq!(line["results"]["slept_s"], 6, "{line}");
+    assert!(line["ms"].as_u64().unwrap() >= 5_900, "{line}");
+    let resolved = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "cron_stuck", "resolve")).expect("cron_stuck did not resolve");
+    assert_eq!(resolved.json()["run_id"], line["run_id"]);
+    let c = status(&s, "swicked");
+    assert_eq!(cron_status(&c, "test_slow")["stuck_firing"], false);
+}

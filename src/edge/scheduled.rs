@@ -132,6 +132,11 @@ async fn run_job(env: &Env, cron: &str, shop: &str, test_env: bool, flight: &Run
                 message: "export failed for customer 'Alice Smith' <alice@example.com>".into(),
             })
         }
+        Some(Job::TestSlow) => {
+            worker::Delay::from(Duration::from_secs(6)).await;
+            flight.results.borrow_mut().int("slept_s", 6);
+            Ok(())
+        }
         Some(Job::TestPanic) => {
             let name = "Alice Smith";
             panic!("job state broken for customer {name}");

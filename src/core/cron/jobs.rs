@@ -14,6 +14,8 @@ pub const DAILY_AI_CHECK: &str = "daily_ai_check";
 pub const TEST_ERROR: &str = "test_error";
 /// Test environment only: a job that panics.
 pub const TEST_PANIC: &str = "test_panic";
+/// Test environment only: a job that takes 6 seconds (for `cron_stuck` with a short runtime).
+pub const TEST_SLOW: &str = "test_slow";
 
 /// The watch list used when `CRON_WATCH` is empty: one entry per `[triggers] crons` entry of
 /// wrangler.toml (UTC; weekday names avoid Cloudflare's 1 = Sunday numbering).
@@ -31,6 +33,7 @@ pub enum Job {
     DailyAiCheck,
     TestError,
     TestPanic,
+    TestSlow,
 }
 
 impl Job {
@@ -42,6 +45,7 @@ impl Job {
             DAILY_AI_CHECK => Some(Job::DailyAiCheck),
             TEST_ERROR if test_env => Some(Job::TestError),
             TEST_PANIC if test_env => Some(Job::TestPanic),
+            TEST_SLOW if test_env => Some(Job::TestSlow),
             _ => None,
         }
     }
