@@ -1218,23 +1218,13 @@ fn wrangler_triggers_and_the_watch_list_agree_in_every_environment() {
     let mut crons = wrangler_environments()[0].1.clone();
     crons.push("15 3 * * *".into());
     assert_eq!(
-        watch.check_triggers(&crons).unwrap_watched(),
+        watch.check_triggers(&crons).unwatched_triggers,
         vec!["15 3 * * *".to_string()]
     );
     crons.retain(|c| c != "0 7 * * *" && c != "15 3 * * *");
     let missing = watch.check_triggers(&crons).missing_triggers;
     assert_eq!(missing.len(), 1);
     assert_eq!(missing[0].cron, "daily_reconciliation");
-}
-
-trait Unwatched {
-    fn unwrap_watched(self) -> Vec<String>;
-}
-
-impl Unwatched for TriggerCheck {
-    fn unwrap_watched(self) -> Vec<String> {
-        self.unwatched_triggers
-    }
 }
 
 #[test]
