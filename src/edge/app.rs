@@ -207,20 +207,19 @@ struct Spend {
 }
 
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic; and
-/// stand-ins for the AI and SMS routes that record a chosen cost (no call leaves the Worker).
+/// stand-ins for the AI and SMS routes that record a chosen cost (no call leaves the Worker,
+/// so `external_calls` stays 0).
 async fn test_routes(req: Request, ctx: &RequestCtx, segs: &[&str]) -> AppResult {
     match segs {
         // Stand-in for the app's AI route: checks the pause before the "call", like any AI route.
         ["ai", "summarize"] if req.method() == Method::Post => {
             let q: Spend = req.query().map_err(|_| AppError::bad_request("cost_micros is an integer"))?;
             ai_guard::ensure_ai_allowed(ctx).await?;
-            ctx.record_external("claude");
             ctx.record_cost("claude", q.cost_micros.unwrap_or(0));
             Ok(Response::from_json(&serde_json::json!({"summary": "stand-in summary"}))?)
         }
         ["sms"] if req.method() == Method::Post => {
             let q: Spend = req.query().map_err(|_| AppError::bad_request("cost_micros is an integer"))?;
-            ctx.record_external("twilio");
             ctx.record_cost("twilio", q.cost_micros.unwrap_or(0));
             Ok(Response::from_json(&serde_json::json!({"sent": true}))?)
         }
