@@ -1,7 +1,8 @@
 // The Worker's module entry: worker-build's output (build/index.js) wrapped so that a Rust
 // panic, which kills the wasm instance, still answers 500 with the request id and still
 // reaches the shop's monitor. The Rust panic hook (src/edge/panic.rs) writes the request's
-// log line and calls __lookout_on_panic with it.
+// log line and calls __lookout_on_panic with it. For a cron run it writes the run's summary
+// line and calls __lookout_on_cron_panic with the run's End check-in, which is sent here.
 import Base from "../build/index.js";
 export * from "../build/index.js";
 
@@ -34,7 +35,50 @@ async function forwardToMonitor(env, line) {
   }
 }
 
+// Scheduled invocations in progress: a panic in any of them kills the instance for all.
+const cronWaiters = new Set();
+
+async function sendCheckIn(env, shop, body) {
+  try {
+    const stub = env.SHOP_MONITOR.get(env.SHOP_MONITOR.idFromName(shop));
+    const res = await stub.fetch(`https://monitor/ingest?shop=${encodeURIComponent(shop)}`, { method: "POST", body });
+    if (res.status !== 200) throw new Error(`monitor answered ${res.status}`);
+  } catch (e) {
+    console.log(JSON.stringify({ kind: "cron_check_in_failed", shop, type: "end", error: String(e && e.message) }));
+  }
+}
+
+globalThis.__lookout_on_cron_panic = (shop, body) => {
+  const waiter = cronWaiters.values().next().value;
+  if (!waiter) return;
+  const sent = sendCheckIn(waiter.env, shop, body);
+  waiter.ctx.waitUntil(sent);
+  for (const w of cronWaiters) w.settle({ sent });
+};
+
 export default class Lookout extends Base {
+  // A panicked cron run still sends its End check-in (the summary line is already written);
+  // the invocation then fails, so the platform's cron history shows it.
+  async scheduled(controller) {
+    let settle;
+    const panicked = new Promise((resolve) => (settle = resolve));
+    const waiter = { env: this.env, ctx: this.ctx, settle };
+    cronWaiters.add(waiter);
+    try {
+      const outcome = await Promise.race([super.scheduled(controller).then(() => null), panicked]);
+      if (outcome) {
+        await outcome.sent;
+        throw new Error("a cron job panicked (see its summary line)");
+      }
+    } catch (e) {
+      const seen = await Promise.race([panicked, Promise.resolve(null)]);
+      if (seen) await seen.sent;
+      throw e;
+    } finally {
+      cronWaiters.delete(waiter);
+    }
+  }
+
   async fetch(request) {
     let settle;
     const panicked = new Promise((resolve) => (settle = resolve));

@@ -3,6 +3,7 @@
 //! alerts, outbox), dependency instrumentation maths and cron watch maths. Nothing here
 //! imports `worker` or reads a clock: callers pass `now`.
 
+pub mod audit;
 pub mod auth;
 pub mod cron;
 pub mod deps;

@@ -12,6 +12,7 @@ use crate::core::redact::ContextValue;
 use crate::core::stripe;
 use crate::edge::app_services as services;
 use crate::edge::db::{int, Db};
+use crate::edge::audit;
 use crate::edge::instrument::{AppResult, Failure, RequestCtx};
 
 /// Largest JSON body the app accepts.
@@ -147,7 +148,7 @@ async fn get_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
 
 async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
     let exists: Option<serde_json::Value> = db
-        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .first("SELECT id, customer_id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
         .await?;
     if exists.is_none() {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
@@ -164,8 +165,10 @@ async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
             .with("blocker", ContextValue::Label("transactions"))
             .into());
     }
-    db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
+    let lines = db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
     db.run("DELETE FROM tickets WHERE id = ?", &[int(id)]).await?;
+    let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
+    audit::ticket_event(db, ctx, "ticket_deleted", id, customer, vec![("lines_deleted", lines as i64)]).await?;
     Ok(Response::empty()?.with_status(204))
 }
 
@@ -181,7 +184,7 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
         return Err(AppError::new(422, "InvalidLine", "qty > 0, unit_cents >= 0, description 1-500 chars").into());
     }
     let exists: Option<serde_json::Value> = db
-        .first("SELECT id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+        .first("SELECT id, customer_id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
         .await?;
     if exists.is_none() {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
@@ -193,6 +196,9 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
             &[int(id), line.description.as_str().into(), int(line.qty), int(line.unit_cents)],
         )
         .await?;
+    let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
+    let figures = vec![("line_id", row.as_ref().map_or(0, |l| l.id)), ("qty", line.qty), ("unit_cents", line.unit_cents)];
+    audit::ticket_event(db, ctx, "ticket_line_added", id, customer, figures).await?;
     Ok(Response::from_json(&row)?.with_status(201))
 }
 

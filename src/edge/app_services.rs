@@ -129,6 +129,7 @@ pub struct Summarize {
 
 /// `POST /api/ai/summarize`: a Claude summary of a ticket's lines (no customer data sent).
 pub async fn summarize(db: &Db, ctx: &Rc<RequestCtx>, body: Summarize) -> AppResult {
+    crate::edge::ai_guard::ensure_ai_allowed(ctx).await?;
     ticket_exists(db, ctx, body.ticket_id).await?;
     #[derive(Deserialize)]
     struct L {

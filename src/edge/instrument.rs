@@ -63,7 +63,7 @@ impl From<worker::Error> for Failure {
 pub type AppResult = std::result::Result<Response, Failure>;
 
 /// The error class of a runtime error: the variant name, or the JS error's name.
-fn runtime_class(e: &worker::Error) -> &'static str {
+pub(crate) fn runtime_class(e: &worker::Error) -> &'static str {
     use worker::Error as E;
     match e {
         E::JsError(_) => "JsError",
@@ -120,10 +120,14 @@ impl RequestCtx {
         self.state.external.borrow_mut().add(service.as_str());
         let mut r = self.state.record.borrow_mut();
         match service {
-            Service::Twilio => r.cost_micros.twilio += cost_micros,
-            Service::Claude => r.cost_micros.claude += cost_micros,
+            Service::Twilio => r.cost_micros.twilio = r.cost_micros.twilio.saturating_add(cost_micros),
+            Service::Claude => r.cost_micros.claude = r.cost_micros.claude.saturating_add(cost_micros),
             Service::Stripe | Service::Gbp => {}
         }
+    }
+
+    pub fn staff_id(&self) -> Option<u32> {
+        self.state.record.borrow().staff_id
     }
 
     pub fn is_test_env(&self) -> bool {

@@ -2,8 +2,10 @@
 //! app and the Durable Object. It converts between the Workers runtime and the pure core;
 //! decisions live in `crate::core`.
 
+pub mod ai_guard;
 pub mod app;
 pub mod app_services;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod deliver;
@@ -15,4 +17,6 @@ pub mod instrument;
 pub mod ops;
 pub mod panic;
 pub mod r2;
+pub mod reconcile;
+pub mod scheduled;
 pub mod shop_monitor;

@@ -1,6 +1,6 @@
 //! The operator API under `/ops/`: bearer `OPS_TOKEN` (constant-time compare), then the shop's
-//! monitor answers. Operator requests are logged like any other but never count as shop
-//! traffic in a monitor.
+//! monitor answers: `GET /ops/shops/{shop}/status`, `POST /ops/shops/{shop}/ai/resume`.
+//! Operator requests are logged like any other but never count as shop traffic in a monitor.
 
 use std::rc::Rc;
 
@@ -41,6 +41,12 @@ pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
                 return Err(AppError::new(404, "UnknownShop", "this Worker serves no such shop").into());
             }
             monitor_call(&ctx, shop, Method::Get, "/status", None).await
+        }
+        (Method::Post, ["ops", "shops", shop, "ai", "resume"]) => {
+            if !is_known_shop(&ctx, shop) {
+                return Err(AppError::new(404, "UnknownShop", "this Worker serves no such shop").into());
+            }
+            monitor_call(&ctx, shop, Method::Post, "/ai/resume", None).await
         }
         _ => Err(AppError::not_found("no such operator route").into()),
     }

@@ -1,7 +1,8 @@
 //! What survives a panic. With `panic = "abort"` a panic kills the wasm instance, so the
 //! wrapper keeps every in-flight request in a registry; the panic hook writes their log lines
 //! and hands each one to the JavaScript entry (`js/entry.mjs`), which answers 500 with the
-//! request id and forwards the record to the shop's monitor.
+//! request id and forwards the record to the shop's monitor. Cron runs in flight are
+//! reported the same way (`scheduled::report_in_flight_runs`).
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -88,6 +89,7 @@ pub fn ensure_hook(now_ms: fn() -> f64) {
     std::panic::set_hook(Box::new(move |info| {
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
         report_in_flight(&location, now_ms());
+        crate::edge::scheduled::report_in_flight_runs(&location);
         flag_critical_error();
     }));
 }

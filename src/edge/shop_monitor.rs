@@ -3,15 +3,22 @@
 //! `SHOP_MONITOR` binding (the public router never forwards to it).
 //!
 //! Storage: `buckets(start_ms, data)` holds each closed bucket once it closes; `meta` holds
-//! the monitor snapshot (alerts, outbox, recent changes). What an eviction or a restart can
+//! the monitor snapshot (alerts, outbox, recent changes) and the cron state (`cron`: the
+//! watchdog, audit watch, cost watches, spend ledger). What an eviction or a restart can
 //! lose: records of the bucket still open (at most `bucket_s` seconds of traffic).
+//!
+//! Routes (the binding's only; `?shop=` on each): `POST /ingest` (records and cron
+//! check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`, `POST /cron/twilio-summary`,
+//! `POST /cron/ai-check`. Cron and business alerts go through the monitor's outbox. The one
+//! alarm wakes at the earlier of the monitor's and the watchdog's next due time.
 
 use std::cell::{Cell, RefCell};
 
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::core::cron::{CronAlertEvent, CronConfig, CronPersisted, ResumeError};
 use crate::core::ingest::{parse_batch, BatchError, MAX_INGEST_BYTES};
-use crate::core::monitor::{BucketSnapshot, Channel, Monitor, MonitorConfig, MonitorSnapshot};
+use crate::core::monitor::{cron_dedup_key, BucketSnapshot, Channel, Monitor, MonitorConfig, MonitorSnapshot};
 use crate::core::shop::is_slug;
 use crate::edge::{config, deliver};
 
@@ -34,6 +41,11 @@ pub struct ShopMonitor {
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
     last_alarm_lag_ms: Cell<Option<i64>>,
+    /// The cron side (watchdog, audit, costs), loaded with the monitor.
+    cron: RefCell<Option<CronPersisted>>,
+    cron_config: RefCell<CronConfig>,
+    /// `CRON_WATCH` / budget var problems found at load (defaults in force).
+    cron_config_errors: RefCell<Vec<String>>,
 }
 
 impl DurableObject for ShopMonitor {
@@ -54,6 +66,9 @@ impl DurableObject for ShopMonitor {
             config_error: RefCell::new(None),
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
+            cron: RefCell::new(None),
+            cron_config: RefCell::new(CronConfig::default()),
+            cron_config_errors: RefCell::new(Vec::new()),
         }
     }
 
@@ -71,6 +86,10 @@ impl DurableObject for ShopMonitor {
                 self.ingest(&shop, &body, now).await
             }
             (worker::Method::Get, "/status") => self.status(now),
+            (worker::Method::Get, "/ai/pause") => self.ai_pause(now),
+            (worker::Method::Post, "/ai/resume") => self.ai_resume(now).await,
+            (worker::Method::Post, "/cron/twilio-summary") => self.cost_job(now, CostJob::Twilio).await,
+            (worker::Method::Post, "/cron/ai-check") => self.cost_job(now, CostJob::Ai).await,
             _ => Response::error("monitor: no such route", 404),
         }
     }
@@ -159,11 +178,133 @@ impl ShopMonitor {
         self.meta_put("shop", shop)?;
         self.armed_at.set(self.state.storage().get_alarm().await.ok().flatten());
         *self.monitor.borrow_mut() = Some(monitor);
+        self.load_cron(shop, now);
+        // Start (or resume) watching: align the watchdog with the watch list, conclude what is
+        // due, and make sure the alarm covers its next due time.
+        self.cron_evaluate(now);
+        self.persist_all(now);
+        self.arm(now).await;
         Ok(())
     }
 
+    /// The cron state and its configuration (vars), from storage.
+    fn load_cron(&self, shop: &str, now: i64) {
+        let var = |n: &str| config::var(&self.env, n);
+        let (cfg, errors) = CronConfig::from_vars(
+            var("CRON_WATCH").as_deref(),
+            var("TWILIO_WEEKLY_BUDGET_MICROS").as_deref(),
+            var("AI_MONTHLY_CAP_MICROS").as_deref(),
+        );
+        for e in &errors {
+            log(serde_json::json!({"kind": "config_error", "shop": shop, "error": e}));
+        }
+        let cron = match self.meta_get("cron").map(|s| serde_json::from_str::<CronPersisted>(&s)) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                log(serde_json::json!({"kind": "monitor_restore_error", "shop": shop, "part": "cron", "error": e.to_string(), "at_ms": now}));
+                CronPersisted::default()
+            }
+            None => CronPersisted::default(),
+        };
+        *self.cron_config.borrow_mut() = cfg;
+        *self.cron_config_errors.borrow_mut() = errors;
+        *self.cron.borrow_mut() = Some(cron);
+    }
+
+    /// The watchdog's evaluation at `now`: its alerts are queued in the monitor's outbox.
+    fn cron_evaluate(&self, now: i64) {
+        let outcome = {
+            let mut guard = self.cron.borrow_mut();
+            let Some(c) = guard.as_mut() else { return };
+            c.evaluate(&self.cron_config.borrow(), now)
+        };
+        if outcome.lag_s > 60 {
+            log(serde_json::json!({"kind": "cron_watchdog_lag", "shop": self.stored_shop(), "lag_s": outcome.lag_s}));
+        }
+        self.notify(&outcome.events, now);
+    }
+
+    /// Queue cron/business alert events for delivery and log each one.
+    fn notify(&self, events: &[CronAlertEvent], now: i64) {
+        let mut guard = self.monitor.borrow_mut();
+        let Some(m) = guard.as_mut() else { return };
+        for e in events {
+            let queued = m.notify_event(e, now);
+            log(serde_json::json!({
+                "kind": "cron_alert", "shop": m.shop(), "rule": e.rule, "state": e.state, "cron": e.cron,
+                "run_id": e.run_id, "severity": e.severity, "dedup_key": cron_dedup_key(m.shop(), e),
+                "summary": e.summary, "queued": queued.len(),
+            }));
+        }
+    }
+
+    /// Persist the monitor (buckets, snapshot) and the cron state.
+    fn persist_all(&self, now: i64) {
+        if let Some(m) = self.monitor.borrow_mut().as_mut() {
+            self.persist(m, now);
+        }
+        self.persist_cron();
+    }
+
+    fn persist_cron(&self) {
+        let Some(json) = self.cron.borrow().as_ref().and_then(|c| serde_json::to_string(c).ok()) else { return };
+        if let Err(e) = self.meta_put("cron", &json) {
+            log(serde_json::json!({"kind": "monitor_storage_error", "part": "cron", "error": e.to_string()}));
+        }
+    }
+
+    fn ai_pause(&self, now: i64) -> Result<Response> {
+        let guard = self.cron.borrow();
+        let Some(c) = guard.as_ref() else { return Response::error("monitor not loaded", 500) };
+        let pause = c.ai.pause.as_ref().filter(|_| c.ai_paused(now));
+        Response::from_json(&serde_json::json!({
+            "paused": pause.is_some(),
+            "since_ms": pause.map(|p| p.since_ms),
+            "reason": pause.map(|p| p.reason),
+        }))
+    }
+
+    async fn ai_resume(&self, now: i64) -> Result<Response> {
+        let result = {
+            let mut guard = self.cron.borrow_mut();
+            let Some(c) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
+            c.ai_resume(&self.cron_config.borrow(), now)
+        };
+        match result {
+            Err(ResumeError::NotPaused) => {
+                Response::from_json(&serde_json::json!({"error": "NotPaused", "message": ResumeError::NotPaused.to_string()}))
+                    .map(|r| r.with_status(409))
+            }
+            Ok(events) => {
+                self.notify(&events, now);
+                self.persist_all(now);
+                self.arm(now).await;
+                log(serde_json::json!({"kind": "ai_resumed", "shop": self.stored_shop()}));
+                Response::from_json(&serde_json::json!({"resumed": true, "paused": false}))
+            }
+        }
+    }
+
+    /// A cost job of the scheduled handler: evaluate the projection, queue its alert, answer
+    /// the figures for the job's summary line.
+    async fn cost_job(&self, now: i64, job: CostJob) -> Result<Response> {
+        let (results, events) = {
+            let mut guard = self.cron.borrow_mut();
+            let Some(c) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
+            let cfg = self.cron_config.borrow();
+            match job {
+                CostJob::Twilio => c.twilio_summary(&cfg, now),
+                CostJob::Ai => c.ai_check(&cfg, now),
+            }
+        };
+        self.notify(&events, now);
+        self.persist_all(now);
+        self.arm(now).await;
+        Response::from_json(&serde_json::json!({"results": results}))
+    }
+
     async fn ingest(&self, shop: &str, body: &[u8], now: i64) -> Result<Response> {
-        let parsed = match parse_batch(body, shop) {
+        let parsed = match parse_batch(body, shop, now) {
             Ok(p) => p,
             Err(e) => {
                 let status = if matches!(e, BatchError::TooLarge { .. }) { 413 } else { 400 };
@@ -180,12 +321,38 @@ impl ShopMonitor {
         let report = {
             let mut guard = self.monitor.borrow_mut();
             let Some(m) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
-            let report = m.ingest(&parsed.records, now);
-            self.persist(m, now);
-            report
+            m.ingest(&parsed.records, now)
         };
+        let mut effects = Vec::with_capacity(parsed.check_ins.len());
+        let mut events = Vec::new();
+        let cron_changed = {
+            let mut guard = self.cron.borrow_mut();
+            let Some(c) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
+            let counted = c.record_spend(&parsed.records);
+            let cfg = self.cron_config.borrow();
+            for ci in &parsed.check_ins {
+                let o = c.check_in(&cfg, ci, now);
+                log(serde_json::json!({
+                    "kind": "cron_check_in", "shop": shop, "cron": ci.cron, "run_id": ci.run_id,
+                    "type": if matches!(ci.kind, crate::core::cron::CheckInKind::Start) { "start" } else { "end" },
+                    "effect": o.effect,
+                }));
+                effects.push(o.effect);
+                events.extend(o.events);
+            }
+            counted > 0 || !parsed.check_ins.is_empty()
+        };
+        self.notify(&events, now);
+        // The cron state is written only when this batch changed it (spend or check-ins):
+        // request traffic alone costs no extra storage write.
+        if let Some(m) = self.monitor.borrow_mut().as_mut() {
+            self.persist(m, now);
+        }
+        if cron_changed {
+            self.persist_cron();
+        }
         self.arm(now).await;
-        Response::from_json(&serde_json::json!({"report": report, "rejected": parsed.rejected}))
+        Response::from_json(&serde_json::json!({"report": report, "check_ins": effects, "rejected": parsed.rejected}))
     }
 
     fn status(&self, now: i64) -> Result<Response> {
@@ -197,21 +364,39 @@ impl ShopMonitor {
             obj.insert("alarm_armed_at_ms".into(), serde_json::json!(self.armed_at.get()));
             obj.insert("last_alarm_lag_ms".into(), serde_json::json!(self.last_alarm_lag_ms.get()));
             obj.insert("storage_bytes".into(), serde_json::json!(self.sql().database_size()));
+            if let Some(c) = self.cron.borrow().as_ref() {
+                if let Ok(serde_json::Value::Object(cron)) = serde_json::to_value(c.status(&self.cron_config.borrow(), now)) {
+                    obj.extend(cron);
+                }
+            }
+            obj.insert("cron_config_errors".into(), serde_json::json!(*self.cron_config_errors.borrow()));
         }
         Response::from_json(&v)
     }
 
     /// Evaluate, deliver what is due, persist, re-arm.
     async fn tick(&self, now: i64) {
-        let due = {
+        {
             let mut guard = self.monitor.borrow_mut();
             let Some(m) = guard.as_mut() else { return };
             let eval = m.evaluate(now);
             for c in &eval.changes {
                 log(serde_json::json!({"kind": "alert_state_change", "shop": m.shop(), "change": c}));
             }
-            // Persist what was decided before sending, so a crash mid-send cannot forget it.
+        }
+        // The watchdog only when its due time has come (the alarm also wakes for the monitor).
+        let cron_due = self.cron.borrow().as_ref().and_then(|c| c.next_due_ms(&self.cron_config.borrow()));
+        if cron_due.is_some_and(|d| d <= now) {
+            self.cron_evaluate(now);
+            self.persist_cron();
+        }
+        // Persist what was decided before sending, so a crash mid-send cannot forget it.
+        if let Some(m) = self.monitor.borrow_mut().as_mut() {
             self.persist(m, now);
+        }
+        let due = {
+            let mut guard = self.monitor.borrow_mut();
+            let Some(m) = guard.as_mut() else { return };
             m.claim_due_deliveries(now)
         };
         let results = deliver::send_all(&self.env, due).await;
@@ -255,10 +440,16 @@ impl ShopMonitor {
         }
     }
 
-    /// Arm the single alarm at the monitor's next due time when that is earlier than what is
-    /// armed (an alarm already armed earlier will re-arm when it runs).
+    /// Arm the single alarm at the earlier of the monitor's and the watchdog's next due time
+    /// when that is earlier than what is armed (an alarm already armed earlier will re-arm
+    /// when it runs).
     async fn arm(&self, now: i64) {
-        let next = self.monitor.borrow().as_ref().and_then(|m| m.next_due_ms(now));
+        let monitor_due = self.monitor.borrow().as_ref().and_then(|m| m.next_due_ms(now));
+        let cron_due = self.cron.borrow().as_ref().and_then(|c| c.next_due_ms(&self.cron_config.borrow())).map(|t| t.max(now));
+        let next = match (monitor_due, cron_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let Some(next) = next else { return };
         if self.armed_at.get().is_some_and(|a| a <= next && a >= now - 1000) {
             return;
@@ -268,4 +459,11 @@ impl ShopMonitor {
             Err(e) => log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()})),
         }
     }
+}
+
+/// The cost jobs the scheduled handler asks the monitor to run.
+#[derive(Debug, Clone, Copy)]
+enum CostJob {
+    Twilio,
+    Ai,
 }

@@ -28,6 +28,8 @@ pub enum AlertState {
 pub struct CronRule {
     pub name: &'static str,
     pub severity: Severity,
+    /// What fires it, in one sentence (notifications carry it).
+    pub description: &'static str,
     pub action: &'static str,
 }
 
@@ -41,26 +43,31 @@ pub const AI_COST_PROJECTION: &str = "ai_cost_projection";
 pub const CRON_RULES: [CronRule; 5] = [
     CronRule {
         name: CRON_MISSED,
+        description: "A watched cron had no start and no end within its grace period after an expected run",
         severity: Severity::Critical,
         action: "Check Cloudflare cron status; run it by hand if needed",
     },
     CronRule {
         name: CRON_STUCK,
+        description: "A watched cron run started and did not end within its maximum runtime",
         severity: Severity::High,
         action: "Check the Worker's logs for the run; run it by hand once it is safe",
     },
     CronRule {
         name: AUDIT_CHAIN_BROKEN,
+        description: "The daily reconciliation could not verify the hash-chained audit log",
         severity: Severity::High,
         action: "Investigate immediately; don't deploy until resolved",
     },
     CronRule {
         name: TWILIO_COST_PROJECTION,
+        description: "The week's projected Twilio spend exceeds 150% of the weekly budget",
         severity: Severity::Warning,
         action: "Contact the owner about SMS volume",
     },
     CronRule {
         name: AI_COST_PROJECTION,
+        description: "The month's projected AI spend exceeds the monthly cap; AI is paused",
         severity: Severity::High,
         action: "Pause AI; notify the shop owner",
     },
@@ -76,6 +83,7 @@ pub fn rule(name: &str) -> CronRule {
         .unwrap_or(CronRule {
             name: "unknown_rule",
             severity: Severity::Warning,
+            description: "An alert this build does not know",
             action: "Check the monitor",
         })
 }

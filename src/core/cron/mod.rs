@@ -14,13 +14,18 @@
 //!  cost figures ─────────────────────▶ TwilioCostWatch / AiGuard ───────▶ *_cost_projection
 //! ```
 //!
-//! Every alert leaves as a [`CronAlertEvent`]; the monitor's notification layer delivers it.
+//! Every alert leaves as a [`CronAlertEvent`]; the monitor's notification layer delivers it
+//! (`Monitor::notify_event`). shop.rs bundles these for one shop's Durable Object; jobs.rs
+//! names the jobs and holds the default watch list.
 
 pub mod alert;
 pub mod chain;
 pub mod cost;
+pub mod jobs;
 pub mod record;
 pub mod schedule;
+pub mod shop;
+pub mod spend;
 pub mod watch;
 pub mod watchdog;
 
@@ -38,8 +43,11 @@ pub use record::{
     run_id_for_slot, run_id_unscheduled, CheckInKind, CronCheckIn, CronErrorEntry, CronRecord,
     CronRun, Figure, Results,
 };
+pub use jobs::{default_watch_list, watch_list_from_var, Job, DEFAULT_CRON_WATCH};
 pub use schedule::{normalize_expression, Field, Schedule, ScheduleError, SlotMatch};
-pub use watch::{InvalidTrigger, MissingTrigger, TriggerCheck, WatchEntry, WatchError, WatchList};
+pub use shop::{CheckInOutcome, CronConfig, CronShopStatus, ResumeError};
+pub use spend::{PeriodSpend, SpendEffect, SpendLedger};
+pub use watch::{is_cron_name, InvalidTrigger, MissingTrigger, TriggerCheck, WatchEntry, WatchError, WatchList};
 pub use watchdog::{
     CheckInEffect, CronStatus, CronTrack, Outcome, RunRecord, RunState, SlotRecord, SlotState,
     Watchdog, WatchdogStatus,
@@ -76,12 +84,16 @@ pub const TWILIO_CLEAR_PERCENT: u64 = 100;
 pub const MIN_PROJECTION_ELAPSED_MS: i64 = 86_400_000;
 
 /// Everything this module keeps between calls, as one JSON document for the object's storage.
+/// The calls the Durable Object makes on it are in shop.rs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CronPersisted {
     pub watchdog: Watchdog,
     pub audit: AuditChainWatch,
     pub twilio: TwilioCostWatch,
     pub ai: AiGuard,
+    /// Spend per period from the request records' `cost_micros`.
+    #[serde(default)]
+    pub spend: SpendLedger,
 }
 
 #[cfg(test)]

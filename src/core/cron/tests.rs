@@ -1154,3 +1154,328 @@ proptest! {
         prop_assert!(w.period_start_ms <= t && t < w.period_end_ms);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// wrangler.toml: the configured watch list and `[triggers] crons` agree, per environment,
+// and the watchdog handles every configured schedule across month and year ends.
+// ---------------------------------------------------------------------------------------
+
+const WRANGLER_TOML: &str = include_str!("../../../wrangler.toml");
+
+/// `(environment, [triggers] crons, CRON_WATCH)` for the top level and every `[env.*]`.
+/// `triggers` is inherited by environments unless overridden; `vars` are not inherited.
+fn wrangler_environments() -> Vec<(String, Vec<String>, Option<String>)> {
+    let doc: toml::Table = WRANGLER_TOML.parse().expect("wrangler.toml parses");
+    let crons = |t: &toml::Table| -> Option<Vec<String>> {
+        let list = t.get("triggers")?.get("crons")?.as_array()?;
+        Some(
+            list.iter()
+                .map(|v| v.as_str().expect("a cron is a string").to_string())
+                .collect(),
+        )
+    };
+    let watch_var = |t: &toml::Table| -> Option<String> {
+        t.get("vars")?
+            .get("CRON_WATCH")?
+            .as_str()
+            .map(str::to_string)
+    };
+    let top = crons(&doc).expect("wrangler.toml has [triggers] crons");
+    let mut out = vec![("(top level)".to_string(), top.clone(), watch_var(&doc))];
+    if let Some(envs) = doc.get("env").and_then(|e| e.as_table()) {
+        for (name, env) in envs {
+            let env = env.as_table().expect("[env.*] is a table");
+            out.push((
+                name.clone(),
+                crons(env).unwrap_or_else(|| top.clone()),
+                watch_var(env),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn wrangler_triggers_and_the_watch_list_agree_in_every_environment() {
+    let envs = wrangler_environments();
+    assert!(envs.len() >= 2, "top level and env.test: {envs:?}");
+    for (env, crons, watch_var) in envs {
+        let (watch, err) = watch_list_from_var(watch_var.as_deref());
+        assert!(err.is_none(), "{env}: CRON_WATCH invalid: {err:?}");
+        assert!(!watch.is_empty(), "{env}: nothing watched");
+        let check = watch.check_triggers(&crons);
+        assert!(check.agrees(), "{env}: {check:?}");
+        for e in watch.entries() {
+            assert!(
+                Job::from_name(&e.cron, false).is_some(),
+                "{env}: watched cron {} has no job",
+                e.cron
+            );
+        }
+    }
+    // The check is not vacuous: one trigger more or less is caught.
+    let watch = default_watch_list();
+    let mut crons = wrangler_environments()[0].1.clone();
+    crons.push("15 3 * * *".into());
+    assert_eq!(
+        watch.check_triggers(&crons).unwatched_triggers,
+        vec!["15 3 * * *".to_string()]
+    );
+    crons.retain(|c| c != "0 7 * * *" && c != "15 3 * * *");
+    let missing = watch.check_triggers(&crons).missing_triggers;
+    assert_eq!(missing.len(), 1);
+    assert_eq!(missing[0].cron, "daily_reconciliation");
+}
+
+#[test]
+fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
+    // Windows across a month end, a year end and a leap February.
+    let windows = [
+        (ms(2026, 12, 20, 0, 0, 0), ms(2027, 1, 20, 0, 0, 0)),
+        (ms(2028, 2, 10, 0, 0, 0), ms(2028, 3, 10, 0, 0, 0)),
+    ];
+    let watch = default_watch_list();
+    for e in watch.entries() {
+        let single = WatchList::from_entries(vec![e.clone()]);
+        for (from, to) in windows {
+            let mut sim = Sim::new(single.clone(), from);
+            sim.run(&e.cron, from, to, &on_time);
+            assert!(sim.events.is_empty(), "{}: {:?}", e.cron, sim.fired());
+            assert!(sim.wd.crons[0].slots.len() >= 4, "{}: too few slots", e.cron);
+            assert!(sim.wd.crons[0]
+                .slots
+                .iter()
+                .all(|s| s.state == SlotState::EndedOk));
+
+            // Skip the first slot after the 28th of the first month: fires at slot + grace,
+            // the next run resolves it.
+            let skipped = e
+                .schedule
+                .next_at_or_after_ms(from + 8 * 86_400_000)
+                .unwrap();
+            let mut sim = Sim::new(single.clone(), from);
+            sim.run(&e.cron, from, to, &move |s| {
+                if s == skipped {
+                    None
+                } else {
+                    on_time(s)
+                }
+            });
+            let f = sim.fired();
+            assert_eq!(f.len(), 2, "{}: {f:?}", e.cron);
+            assert_eq!(
+                (f[0].0, f[0].1.as_str(), f[0].2),
+                (skipped + e.grace_ms(), "cron_missed", AlertState::Firing),
+                "{}",
+                e.cron
+            );
+            let next = e.schedule.next_after_ms(skipped).unwrap();
+            assert_eq!(
+                (f[1].0, f[1].2),
+                (next + 1_500 + 8_420, AlertState::Resolved),
+                "{}",
+                e.cron
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The shop driver (shop.rs): what the Durable Object calls, with a fake clock.
+// ---------------------------------------------------------------------------------------
+
+fn cfg(json: &str, twilio: Option<u64>, ai: Option<u64>) -> CronConfig {
+    CronConfig {
+        watch: watch(json),
+        twilio_weekly_budget_micros: twilio,
+        ai_monthly_cap_micros: ai,
+    }
+}
+
+fn reconciliation_end(run_id: &str, at: i64, verified: bool, length: i64) -> CronCheckIn {
+    let mut r = Results::new();
+    r.int("sales_reconciled", 47)
+        .int("low_stock_alerts", 3)
+        .flag("audit_chain_verified", verified)
+        .int("audit_chain_length", length);
+    if !verified {
+        r.int("audit_chain_first_broken_id", 12);
+    }
+    CronCheckIn {
+        cron: "daily_reconciliation".into(),
+        run_id: run_id.into(),
+        scheduled_ms: at,
+        kind: CheckInKind::End {
+            ok: true,
+            ms: 8_420,
+            results: r,
+            errors_count: 0,
+        },
+        at_ms: at + 8_420,
+    }
+}
+
+fn record(id: &str, ts_ms: i64, twilio: u64, claude: u64) -> crate::core::record::RequestRecord {
+    let mut r = crate::core::record::RequestRecord::start(
+        chrono::DateTime::from_timestamp_millis(ts_ms).unwrap(),
+        id.into(),
+        "POST",
+        "/api/ai/summarize",
+        "v",
+    );
+    r.shop = Some("swicked".into());
+    r.cost_micros = crate::core::record::CostMicros { twilio, claude };
+    r
+}
+
+#[test]
+fn a_broken_chain_in_an_end_check_in_fires_at_once_and_a_verified_one_resolves() {
+    let c = cfg(
+        r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#,
+        None,
+        None,
+    );
+    let mut p = CronPersisted::default();
+    let d1 = ms(2026, 5, 10, 7, 0, 0);
+    p.evaluate(&c, d1 - 3_600_000);
+    let o = p.check_in(&c, &reconciliation_end("cron_d_2026_05_10", d1, true, 18_437), d1 + 8_420);
+    assert!(o.events.is_empty(), "{:?}", o.events);
+    assert_eq!(o.effect, CheckInEffect::Recorded { slot_ms: Some(d1) });
+    let d2 = d1 + 86_400_000;
+    let end = reconciliation_end("cron_d_2026_05_11", d2, false, 18_440);
+    let o = p.check_in(&c, &end, d2 + 8_420);
+    assert_eq!(rules(&o.events), vec![firing("audit_chain_broken")]);
+    let e = &o.events[0];
+    assert_eq!(e.severity, Severity::High);
+    assert_eq!(e.action, "Investigate immediately; don't deploy until resolved");
+    assert_eq!(e.run_id.as_deref(), Some("cron_d_2026_05_11"));
+    assert!(e.summary.contains("row 12"), "{}", e.summary);
+    // The same End delivered twice (at-least-once) decides nothing new.
+    let again = p.check_in(&c, &end, d2 + 9_000);
+    assert_eq!(again.effect, CheckInEffect::Duplicate);
+    assert!(again.events.is_empty());
+    let s = p.status(&c, d2 + 10_000);
+    assert!(s.audit_chain.broken);
+    assert_eq!(s.audit_chain.last_verified_length, Some(18_437));
+    let v = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["crons"][0]["last_run"]["results"]["audit_chain_verified"], false);
+    assert_eq!(v["crons"][0]["last_end_at"], "2026-05-11T07:00:08.420Z");
+    // The next day verifies again: resolved.
+    let d3 = d2 + 86_400_000;
+    let o = p.check_in(&c, &reconciliation_end("cron_d_2026_05_12", d3, true, 18_441), d3 + 8_420);
+    assert_eq!(rules(&o.events), vec![resolved("audit_chain_broken")]);
+    assert_eq!(o.events[0].since_ms, d2 + 8_420);
+}
+
+#[test]
+fn ai_spend_over_the_cap_pauses_until_the_operator_resumes() {
+    let c = cfg("[]", None, Some(5_000_000));
+    let mut p = CronPersisted::default();
+    let t = ms(2026, 5, 20, 6, 30, 0);
+    // $4 spent by May 20 06:30 (19.27 of 31 days) projects to $6.43 for May: over the $5 cap.
+    assert_eq!(p.record_spend(&[record("req_a", t - 86_400_000, 0, 4_000_000)]), 1);
+    assert_eq!(p.record_spend(&[record("req_a", t - 86_400_000, 0, 4_000_000)]), 0, "retried batch");
+    assert!(!p.ai_paused(t));
+    assert_eq!(p.ai_resume(&c, t), Err(ResumeError::NotPaused));
+    let (r, events) = p.ai_check(&c, t);
+    assert_eq!(rules(&events), vec![firing("ai_cost_projection")]);
+    assert_eq!(events[0].severity, Severity::High);
+    assert_eq!(r.get_i64("ai_spent_month_micros"), Some(4_000_000));
+    assert_eq!(r.get_i64("ai_projected_month_micros"), Some(6_434_594));
+    assert_eq!(r.get_i64("ai_monthly_cap_micros"), Some(5_000_000));
+    assert_eq!(r.get_bool("ai_paused"), Some(true));
+    assert!(p.ai_paused(t + 1));
+    let s = serde_json::to_value(p.status(&c, t + 1)).unwrap();
+    assert_eq!(s["costs"]["ai"]["paused"], true);
+    assert_eq!(s["costs"]["ai"]["month"]["spent_micros"], 4_000_000);
+    assert_eq!(s["costs"]["ai"]["pause"]["reason"], "projected_over_cap");
+    // The next daily check does not fire again while paused.
+    assert!(p.ai_check(&c, t + 86_400_000).1.is_empty());
+    let events = p.ai_resume(&c, t + 86_400_001).unwrap();
+    assert_eq!(rules(&events), vec![resolved("ai_cost_projection")]);
+    assert!(!p.ai_paused(t + 86_400_002));
+    // Next month starts unpaused and at zero spend.
+    assert_eq!(
+        serde_json::to_value(p.status(&c, ms(2026, 6, 1, 0, 0, 1))).unwrap()["costs"]["ai"]["month"]["spent_micros"],
+        0
+    );
+}
+
+#[test]
+fn weekly_twilio_summary_fires_over_150_percent_of_the_budget() {
+    let c = cfg("[]", Some(10_000_000), None);
+    let mut p = CronPersisted::default();
+    // Thursday 2026-05-14 09:00: 3.375 days into the ISO week.
+    let thu = ms(2026, 5, 14, 9, 0, 0);
+    p.record_spend(&[record("req_s1", thu - 3_600_000, 7_000_000, 0)]);
+    // $7 in 3.375 days projects to $14.51: 145%, under the 150% threshold.
+    let (r, events) = p.twilio_summary(&c, thu);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(r.get_i64("twilio_projected_week_micros"), Some(14_518_518));
+    assert_eq!(r.get_bool("twilio_projection_firing"), Some(false));
+    p.record_spend(&[record("req_s2", thu - 60_000, 500_000, 0)]);
+    let (r, events) = p.twilio_summary(&c, thu);
+    assert_eq!(rules(&events), vec![firing("twilio_cost_projection")]);
+    assert_eq!(events[0].severity, Severity::Warning);
+    assert_eq!(events[0].action, "Contact the owner about SMS volume");
+    assert_eq!(r.get_bool("twilio_projection_firing"), Some(true));
+    let s = serde_json::to_value(p.status(&c, thu)).unwrap();
+    assert_eq!(s["costs"]["twilio"]["firing"], true);
+    assert_eq!(s["costs"]["twilio"]["fire_threshold_micros"], 15_000_000);
+    assert_eq!(s["costs"]["twilio"]["week"]["spent_micros"], 7_500_000);
+}
+
+#[test]
+fn cron_config_from_vars_reports_each_problem() {
+    let (c, errors) = CronConfig::from_vars(None, Some("12000000"), Some(""));
+    assert!(errors.is_empty());
+    assert_eq!(c.twilio_weekly_budget_micros, Some(12_000_000));
+    assert_eq!(c.ai_monthly_cap_micros, None);
+    assert_eq!(c.watch, default_watch_list());
+    let (c, errors) = CronConfig::from_vars(Some("[{"), Some("$12"), Some("-1"));
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].starts_with("CRON_WATCH is not valid JSON"), "{}", errors[0]);
+    assert!(errors[1].starts_with("TWILIO_WEEKLY_BUDGET_MICROS must be a whole number"));
+    assert!(errors[2].starts_with("AI_MONTHLY_CAP_MICROS must be a whole number"));
+    assert_eq!(c.watch, default_watch_list());
+    assert_eq!((c.twilio_weekly_budget_micros, c.ai_monthly_cap_micros), (None, None));
+}
+
+#[test]
+fn persisted_state_with_spend_round_trips_and_old_documents_still_load() {
+    let c = cfg(r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#, None, Some(1));
+    let mut p = CronPersisted::default();
+    let t = ms(2026, 5, 10, 6, 0, 0);
+    p.evaluate(&c, t);
+    p.record_spend(&[record("req_x", t, 7_900, 12_000)]);
+    p.ai_check(&c, t);
+    let json = serde_json::to_string(&p).unwrap();
+    let back: CronPersisted = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p);
+    // A document written before the spend ledger existed.
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v.as_object_mut().unwrap().remove("spend");
+    let old: CronPersisted = serde_json::from_value(v).unwrap();
+    assert_eq!(old.spend, SpendLedger::default());
+}
+
+#[test]
+fn an_early_evaluation_keeps_the_lag_of_the_last_due_one() {
+    let w = daily();
+    let mut wd = Watchdog::new();
+    wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
+    // Due at 07:30; the alarm wakes 5 minutes late.
+    let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 35, 0));
+    assert_eq!(o.lag_s, 300);
+    assert!(wd.status(&w, ms(2026, 5, 10, 7, 35, 0)).lagging);
+    // The object evaluates again at once (loaded for a request): the lag stays reported.
+    let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 35, 0));
+    assert_eq!(o.lag_s, 0);
+    let s = wd.status(&w, ms(2026, 5, 10, 7, 35, 1));
+    assert_eq!((s.lag_s, s.lagging), (300, true));
+    // The next due evaluation on time clears it.
+    let next = wd.next_due_ms(&w).unwrap();
+    wd.evaluate(&w, next);
+    let s = wd.status(&w, next);
+    assert_eq!((s.lag_s, s.lagging), (0, false));
+}

@@ -186,6 +186,11 @@ impl TriggerCheck {
 
 const KNOWN_FIELDS: [&str; 5] = ["cron", "schedule", "grace_s", "max_runtime_s", "code"];
 
+/// A job name as the watch list accepts it: 1-64 of `a-z0-9_`, starting with a letter.
+pub fn is_cron_name(s: &str) -> bool {
+    valid_name(s)
+}
+
 fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())

@@ -20,7 +20,9 @@
 //!   `unknown` (not missed) and every over-runtime run as `unknown` (not stuck); no alert
 //!   fires for them. An `unknown` run is checked again 60 s later by an evaluation that is
 //!   not lagging, and becomes `stuck` if its end still has not arrived. `unknown` slots stay
-//!   unknown unless a check-in later claims them.
+//!   unknown unless a check-in later claims them. The status reports the lag of the last
+//!   evaluation that was due; an earlier evaluation (the object woke for another reason)
+//!   leaves it as it was.
 
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
@@ -668,7 +670,11 @@ impl Watchdog {
             t.fire(entry, now_ms, &mut events);
         }
         self.last_eval_ms = Some(now_ms);
-        self.last_lag_ms = lag_ms;
+        // An evaluation before its due time (the object woke for another reason) says nothing
+        // about lateness: the lag of the last due evaluation stays reported.
+        if self.armed_due_ms.is_none_or(|d| now_ms >= d) {
+            self.last_lag_ms = lag_ms;
+        }
         let next = self.next_due_ms(watch);
         self.armed_due_ms = next;
         Outcome {

@@ -23,9 +23,12 @@
 //!    write `snapshot()` when `revision()` moved, and arm the alarm at `next_due_ms(now_ms)`
 //!    (none: idle).
 //! 5. Status route: `serde_json::to_value(monitor.status(now_ms))`.
+//! 6. Cron and business alerts (decided by `core::cron`): `monitor.notify_event(&event,
+//!    now_ms)` queues each event for every channel like a rule's notification (external.rs).
 
 pub mod alert;
 pub mod digest;
+pub mod external;
 #[allow(clippy::module_inception)]
 pub mod monitor;
 pub mod notify;
@@ -40,6 +43,7 @@ mod tests;
 
 pub use alert::{Alert, AlertState, StateChange};
 pub use digest::{DigestSnapshot, DigestSnapshotError};
+pub use external::cron_dedup_key;
 pub use monitor::{
     Counters, Evaluation, IngestReport, Monitor, MonitorConfig, MonitorSnapshot, RestoreError,
     RestoreReport,

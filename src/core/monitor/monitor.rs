@@ -19,6 +19,7 @@ use super::time::s_to_ms;
 use super::window::{
     BucketKey, BucketRestoreError, BucketSnapshot, RecentIds, RejectReason, Window,
 };
+use crate::core::cron::CronAlertEvent;
 use crate::core::record::RequestRecord;
 
 /// Version of [`MonitorSnapshot`]'s layout.
@@ -317,6 +318,25 @@ impl Monitor {
             notifications,
             enqueued,
         }
+    }
+
+    /// Queue a cron/business alert event (decided by `core::cron`) for every configured
+    /// channel, like a rule's notification. Returns the outbox ids queued; an event already
+    /// queued or sent (same dedup key and event) is not queued again.
+    pub fn notify_event(&mut self, event: &CronAlertEvent, now_ms: i64) -> Vec<u64> {
+        let n = Notification::from_cron_event(
+            &self.shop,
+            self.build_version.as_ref().map(|(_, v)| v.as_str()),
+            event,
+            now_ms,
+        );
+        let mut enqueued = Vec::new();
+        for &channel in &self.config.channels {
+            enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
+        }
+        self.counters.notifications_decided += 1;
+        self.revision += 1;
+        enqueued
     }
 
     fn decide(&mut self, now_ms: i64) -> Vec<Notification> {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::alert::{Alert, AlertState};
-use super::rules::{Rule, RuleId, Severity, Unit};
+use super::rules::{Rule, Severity, Unit};
 use super::time::{rfc3339_ms, rfc3339_opt, s_to_ms};
 
 /// Why a notification goes out.
@@ -91,13 +91,16 @@ pub fn record_decision(alert: &mut Alert, reason: NotifyReason, now_ms: i64) -> 
     }
 }
 
-/// Everything a channel needs to say about one alert event.
+/// Everything a channel needs to say about one alert event: of a rule of the table (built by
+/// [`Notification::build`]) or of a cron/business alert (built in `external.rs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub reason: NotifyReason,
     pub event: EventKind,
     pub shop: String,
-    pub rule: RuleId,
+    /// The rule's name: a `RuleId` name (`http_5xx_rate`) or a cron/business rule
+    /// (`cron_missed`, `audit_chain_broken`, ...).
+    pub rule: String,
     pub severity: Severity,
     pub state: AlertState,
     /// The value at the decision; `None` when there was no data.
@@ -105,6 +108,7 @@ pub struct Notification {
     pub threshold: f64,
     pub clear_threshold: f64,
     pub unit: Unit,
+    /// The rule's window; 0 for cron and business alerts (they have none).
     pub window_s: u32,
     /// When the incident started firing (RFC 3339).
     pub since: String,
@@ -118,8 +122,16 @@ pub struct Notification {
     pub recent_request_ids: Vec<String>,
     pub build_version: Option<String>,
     pub dedup_key: String,
+    /// The incident's sequence number per rule; 0 for cron and business alerts (their dedup
+    /// key carries the incident's start instead).
     pub incident_seq: u64,
     pub summary: String,
+    /// The watched cron a cron alert is about (`None` for everything else).
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// The run (or missed slot) a cron alert is about.
+    #[serde(default)]
+    pub run_id: Option<String>,
 }
 
 /// What goes into a notification besides the alert and its rule.
@@ -144,7 +156,7 @@ impl Notification {
             reason,
             event,
             shop: ctx.shop.to_string(),
-            rule: rule.id,
+            rule: rule.id.name().to_string(),
             severity: rule.severity,
             state: alert.state,
             value: alert.value,
@@ -167,8 +179,10 @@ impl Notification {
             dedup_key: alert.dedup_key(ctx.shop),
             incident_seq: alert.incident_seq,
             summary: String::new(),
+            cron: None,
+            run_id: None,
         };
-        n.summary = n.summary_line();
+        n.summary = n.summary_line(rule.id.fires_at_equal());
         n
     }
 
@@ -178,7 +192,7 @@ impl Notification {
     }
 
     /// One line for humans, e.g. `[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s`.
-    fn summary_line(&self) -> String {
+    fn summary_line(&self, fires_at_equal: bool) -> String {
         let value = self
             .value
             .map_or_else(|| "no data".to_string(), |v| self.unit.format(v));
@@ -192,7 +206,7 @@ impl Notification {
                 self.unit.format(self.clear_threshold)
             ),
             _ => {
-                let op = if self.rule.fires_at_equal() {
+                let op = if fires_at_equal {
                     ">="
                 } else {
                     ">"
@@ -235,6 +249,8 @@ pub fn webhook_payload(n: &Notification) -> Value {
         "recent_request_ids": n.recent_request_ids,
         "build_version": n.build_version,
         "summary": n.summary,
+        "cron": n.cron,
+        "run_id": n.run_id,
     })
 }
 
@@ -255,7 +271,7 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
         "payload": {
             "summary": n.summary.chars().take(PAGERDUTY_SUMMARY_MAX_CHARS).collect::<String>(),
             "source": format!("lookout/{}", n.shop),
-            "severity": n.severity,
+            "severity": n.severity.pagerduty(),
             "timestamp": n.notified_at,
             "component": n.rule,
             "group": n.shop,
@@ -270,6 +286,8 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
                 "action": n.action,
                 "recent_request_ids": n.recent_request_ids,
                 "build_version": n.build_version,
+                "cron": n.cron,
+                "run_id": n.run_id,
             },
         },
     })
@@ -287,6 +305,7 @@ pub fn email_message(n: &Notification) -> EmailMessage {
     let tag = match (n.state, n.severity) {
         (AlertState::Resolved, _) => "RESOLVED",
         (_, Severity::Critical) => "CRITICAL",
+        (_, Severity::High) => "HIGH",
         (_, Severity::Warning) => "WARNING",
     };
     let subject = format!("[lookout][{tag}] {}: {}", n.shop, n.rule);
@@ -298,19 +317,26 @@ pub fn email_message(n: &Notification) -> EmailMessage {
     } else {
         n.recent_request_ids.join(", ")
     };
+    let threshold = if n.window_s > 0 {
+        format!(
+            "{} (clears below {}) over {} s",
+            n.unit.format(n.threshold),
+            n.unit.format(n.clear_threshold),
+            n.window_s
+        )
+    } else {
+        n.unit.format(n.threshold)
+    };
     let mut text = format!(
-        "{}\n\nShop: {}\nRule: {} ({})\nState: {:?}\nValue: {value}\nThreshold: {} (clears below {}) over {} s\n\
-         Since: {}\n",
-        n.summary,
-        n.shop,
-        n.rule,
-        n.description,
-        n.state,
-        n.unit.format(n.threshold),
-        n.unit.format(n.clear_threshold),
-        n.window_s,
-        n.since,
+        "{}\n\nShop: {}\nRule: {} ({})\nState: {:?}\nValue: {value}\nThreshold: {threshold}\nSince: {}\n",
+        n.summary, n.shop, n.rule, n.description, n.state, n.since,
     );
+    if let Some(c) = &n.cron {
+        text.push_str(&format!("Cron: {c}\n"));
+    }
+    if let Some(r) = &n.run_id {
+        text.push_str(&format!("Run: {r}\n"));
+    }
     if let Some(r) = &n.resolved_at {
         text.push_str(&format!("Resolved: {r}\n"));
     }

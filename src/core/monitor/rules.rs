@@ -58,8 +58,23 @@ pub enum RuleId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Page now.
     Critical,
+    /// Act today (the cron and business alerts use it: audit chain, AI spend, stuck cron).
+    High,
+    /// Act this week.
     Warning,
+}
+
+impl Severity {
+    /// The PagerDuty Events API v2 severity (`critical`, `error`, `warning`, `info`).
+    pub fn pagerduty(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "error",
+            Severity::Warning => "warning",
+        }
+    }
 }
 
 /// What a rule's value measures.
@@ -72,6 +87,14 @@ pub enum Unit {
     Ms,
     /// A number of events.
     Count,
+    /// Seconds (cron alerts: time since the slot, grace, runtime).
+    #[serde(rename = "s")]
+    Seconds,
+    /// Micro-dollars (cost alerts).
+    #[serde(rename = "micro_usd")]
+    MicroUsd,
+    /// 1 = true, 0 = false (audit chain verified).
+    Bool,
 }
 
 impl RuleId {
@@ -106,19 +129,19 @@ impl RuleId {
 
     /// `ALERT_RULES` field of the fire threshold.
     pub fn threshold_field(self) -> &'static str {
-        match self.unit() {
-            Unit::Ratio => "threshold_ratio",
-            Unit::Ms => "threshold_ms",
-            Unit::Count => "threshold_count",
+        match self {
+            RuleId::Http5xxRate => "threshold_ratio",
+            RuleId::RequestP95 | RuleId::D1P95 => "threshold_ms",
+            RuleId::StripeSignatureFailures => "threshold_count",
         }
     }
 
     /// `ALERT_RULES` field of the clear threshold.
     pub fn clear_field(self) -> &'static str {
-        match self.unit() {
-            Unit::Ratio => "clear_ratio",
-            Unit::Ms => "clear_ms",
-            Unit::Count => "clear_count",
+        match self {
+            RuleId::Http5xxRate => "clear_ratio",
+            RuleId::RequestP95 | RuleId::D1P95 => "clear_ms",
+            RuleId::StripeSignatureFailures => "clear_count",
         }
     }
 
@@ -150,6 +173,12 @@ impl Unit {
             Unit::Ratio => format!("{:.2}%", value * 100.0),
             Unit::Ms => format!("{value:.1} ms"),
             Unit::Count => format!("{value:.0}"),
+            Unit::Seconds => format!("{value:.0} s"),
+            Unit::MicroUsd => {
+                let cents = (value.max(0.0) / 10_000.0).round() as u64;
+                format!("${}.{:02}", cents / 100, cents % 100)
+            }
+            Unit::Bool => (if value != 0.0 { "true" } else { "false" }).to_string(),
         }
     }
 }
@@ -465,10 +494,12 @@ fn validate_thresholds(r: &Rule) -> Result<(), RulesConfigError> {
         format!("{}.{}", r.id, r.id.threshold_field()),
         format!("{}.{}", r.id, r.id.clear_field()),
     );
-    let (max, allowed) = match r.id.unit() {
-        Unit::Ratio => (1.0, "greater than 0 and at most 1"),
-        Unit::Ms => (MAX_THRESHOLD_MS, "greater than 0 and at most 3600000"),
-        Unit::Count => (f64::from(u32::MAX), "a whole number of at least 1"),
+    let (max, allowed) = match r.id {
+        RuleId::Http5xxRate => (1.0, "greater than 0 and at most 1"),
+        RuleId::RequestP95 | RuleId::D1P95 => {
+            (MAX_THRESHOLD_MS, "greater than 0 and at most 3600000")
+        }
+        RuleId::StripeSignatureFailures => (f64::from(u32::MAX), "a whole number of at least 1"),
     };
     if !r.threshold.is_finite() || r.threshold <= 0.0 || r.threshold > max {
         return Err(E::OutOfRange {
@@ -582,11 +613,12 @@ fn read_threshold(id: RuleId, v: &Value, path: &str) -> Result<f64, RulesConfigE
 fn read_severity(v: &Value, path: &str) -> Result<Severity, RulesConfigError> {
     match v.as_str() {
         Some("critical") => Ok(Severity::Critical),
+        Some("high") => Ok(Severity::High),
         Some("warning") => Ok(Severity::Warning),
         Some(other) => Err(RulesConfigError::OutOfRange {
             field: path.into(),
             value: format!("{other:?}"),
-            allowed: "\"critical\" or \"warning\"",
+            allowed: "\"critical\", \"high\" or \"warning\"",
         }),
         None => Err(wrong_type(path, "a string")),
     }
@@ -879,7 +911,7 @@ mod tests {
                 E::OutOfRange {
                     field: "request_p95.severity".into(),
                     value: "\"page\"".into(),
-                    allowed: "\"critical\" or \"warning\"",
+                    allowed: "\"critical\", \"high\" or \"warning\"",
                 },
             ),
         ];

@@ -88,7 +88,7 @@ fn run(m: &mut Monitor, rule: RuleId, rows: Vec<Row>) -> Vec<Notification> {
             r.t_ms
         );
         assert!(
-            e.notifications.iter().all(|n| n.rule == rule),
+            e.notifications.iter().all(|n| n.rule == rule.name()),
             "only {rule} may notify"
         );
         all.extend(e.notifications);
@@ -417,7 +417,7 @@ fn said(e: &Evaluation) -> Vec<(i64, RuleId, AlertState, Option<String>)> {
     let notes = e
         .notifications
         .iter()
-        .map(|n| (e.now_ms, n.rule, n.state, Some(n.event_id())));
+        .map(|n| (e.now_ms, RuleId::from_name(&n.rule).expect("a table rule"), n.state, Some(n.event_id())));
     changes.chain(notes).collect()
 }
 

@@ -1,0 +1,57 @@
+//! The AI pause, as the app sees it: before any AI call, ask the shop's monitor whether AI is
+//! paused (the daily AI check pauses it when the month's spend projects over
+//! `AI_MONTHLY_CAP_MICROS`; an operator resumes it). Paused: the call is refused with 503
+//! `AiPaused`. The monitor unreachable or slow: the call goes ahead and the failure is
+//! logged, because a monitoring failure never fails a shop request.
+
+use std::time::Duration;
+
+use futures_util::future::{select, Either};
+use worker::{console_log, Method, Request, RequestInit};
+
+use crate::core::error::AppError;
+use crate::edge::forward::MONITOR_BINDING;
+use crate::edge::instrument::{Failure, RequestCtx};
+
+/// Longest wait for the monitor's answer.
+const PAUSE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `Err(503 AiPaused)` when AI is paused for the request's shop.
+pub async fn ensure_ai_allowed(ctx: &RequestCtx) -> Result<(), Failure> {
+    let check = Box::pin(paused(ctx));
+    let timeout = Box::pin(worker::Delay::from(PAUSE_CHECK_TIMEOUT));
+    let outcome = match select(check, timeout).await {
+        Either::Left((r, _)) => r,
+        Either::Right(_) => Err(format!("no answer within {} s", PAUSE_CHECK_TIMEOUT.as_secs())),
+    };
+    match outcome {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(AppError::new(
+            503,
+            "AiPaused",
+            "AI is paused for this shop: this month's AI spend is over its cap; an operator can resume it",
+        )
+        .into()),
+        Err(e) => {
+            console_log!(
+                "{}",
+                serde_json::json!({"kind": "ai_pause_check_failed", "shop": ctx.shop, "request_id": &*ctx.request_id,
+                    "error": crate::core::redact::scrub_text(&e), "outcome": "allowed"})
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn paused(ctx: &RequestCtx) -> Result<bool, String> {
+    let stub = ctx.env.durable_object(MONITOR_BINDING).and_then(|ns| ns.get_by_name(&ctx.shop)).map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get);
+    let req = Request::new_with_init(&format!("https://monitor/ai/pause?shop={}", ctx.shop), &init).map_err(|e| e.to_string())?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
+    if resp.status_code() != 200 {
+        return Err(format!("monitor answered {}", resp.status_code()));
+    }
+    let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    v["paused"].as_bool().ok_or_else(|| "monitor answer has no `paused`".to_string())
+}
