@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{console_log, Method, Request, RequestInit};
+use worker::{console_log, Method};
 
 use crate::core::error::AppError;
-use crate::edge::forward::MONITOR_BINDING;
+use crate::edge::forward::monitor_request;
 use crate::edge::instrument::{Failure, RequestCtx};
 
 /// Longest wait for the monitor's answer.
@@ -44,14 +44,11 @@ pub async fn ensure_ai_allowed(ctx: &RequestCtx) -> Result<(), Failure> {
 }
 
 async fn paused(ctx: &RequestCtx) -> Result<bool, String> {
-    let stub = ctx.env.durable_object(MONITOR_BINDING).and_then(|ns| ns.get_by_name(&ctx.shop)).map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get);
-    let req = Request::new_with_init(&format!("https://monitor/ai/pause?shop={}", ctx.shop), &init).map_err(|e| e.to_string())?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
-    if resp.status_code() != 200 {
-        return Err(format!("monitor answered {}", resp.status_code()));
+    let (status, body) =
+        monitor_request(&ctx.env, &ctx.shop, Method::Get, "/ai/pause", None).await.map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("monitor answered {status}"));
     }
-    let v: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
     v["paused"].as_bool().ok_or_else(|| "monitor answer has no `paused`".to_string())
 }

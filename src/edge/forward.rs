@@ -88,32 +88,48 @@ pub fn enqueue(ctx: &Context, env: &Env, shop: &str, line: String) {
 /// One call to the monitor with a batch; on failure one retry, then a logged loss.
 async fn send(env: &Env, shop: &str, lines: Vec<String>) {
     let body = batch_body(lines.iter().map(String::as_str));
+    if let Err(e) = ingest_with_retry(env, shop, &body).await {
+        console_log!(
+            "{}",
+            serde_json::json!({
+                "kind": "monitor_forward_failed", "shop": shop, "records": lines.len(),
+                "error": crate::core::redact::scrub_text(&e),
+            })
+        );
+    }
+}
+
+/// POST an ingest batch to `shop`'s monitor, with one retry after 200 ms; the last error.
+pub async fn ingest_with_retry(env: &Env, shop: &str, body: &str) -> Result<(), String> {
     let mut last_error = String::new();
     for attempt in 0..2 {
         if attempt > 0 {
             worker::Delay::from(Duration::from_millis(200)).await;
         }
-        match post(env, shop, "/ingest", &body).await {
-            Ok(200) => return,
-            Ok(status) => last_error = format!("monitor answered {status}"),
+        match monitor_request(env, shop, Method::Post, "/ingest", Some(body)).await {
+            Ok((200, _)) => return Ok(()),
+            Ok((status, _)) => last_error = format!("monitor answered {status}"),
             Err(e) => last_error = e.to_string(),
         }
     }
-    console_log!(
-        "{}",
-        serde_json::json!({
-            "kind": "monitor_forward_failed", "shop": shop, "records": lines.len(),
-            "error": crate::core::redact::scrub_text(&last_error),
-        })
-    );
+    Err(last_error)
 }
 
-/// POST `body` to `path` on `shop`'s monitor; returns the status.
-pub async fn post(env: &Env, shop: &str, path: &str, body: &str) -> worker::Result<u16> {
+/// Call `path` on `shop`'s monitor through the binding (its only way in): status and body.
+pub async fn monitor_request(
+    env: &Env,
+    shop: &str,
+    method: Method,
+    path: &str,
+    body: Option<&str>,
+) -> worker::Result<(u16, String)> {
     let stub = env.durable_object(MONITOR_BINDING)?.get_by_name(shop)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
+    init.with_method(method);
+    if let Some(b) = body {
+        init.with_body(Some(b.into()));
+    }
     let req = Request::new_with_init(&format!("https://monitor{path}?shop={shop}"), &init)?;
-    let resp = stub.fetch_with_request(req).await?;
-    Ok(resp.status_code())
+    let mut resp = stub.fetch_with_request(req).await?;
+    Ok((resp.status_code(), resp.text().await?))
 }

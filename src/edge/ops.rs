@@ -4,13 +4,13 @@
 
 use std::rc::Rc;
 
-use worker::{Method, Request, RequestInit, Response};
+use worker::{Method, Request, Response};
 
 use crate::core::auth::{check_bearer, AuthError};
 use crate::core::error::AppError;
 use crate::core::shop::is_slug;
 use crate::edge::config;
-use crate::edge::forward::MONITOR_BINDING;
+use crate::edge::forward::monitor_request;
 use crate::edge::instrument::{AppResult, RequestCtx};
 
 /// Whether `shop` is one this Worker serves.
@@ -54,16 +54,7 @@ pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
 
 /// Call the shop's monitor and pass its answer through.
 pub async fn monitor_call(ctx: &RequestCtx, shop: &str, method: Method, path: &str, body: Option<String>) -> AppResult {
-    let stub = ctx.env.durable_object(MONITOR_BINDING)?.get_by_name(shop)?;
-    let mut init = RequestInit::new();
-    init.with_method(method);
-    if let Some(b) = body {
-        init.with_body(Some(b.into()));
-    }
-    let req = Request::new_with_init(&format!("https://monitor{path}?shop={shop}"), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    let status = resp.status_code();
-    let text = resp.text().await?;
+    let (status, text) = monitor_request(&ctx.env, shop, method, path, body.as_deref()).await?;
     let headers = worker::Headers::new();
     headers.set("content-type", "application/json")?;
     Ok(Response::ok(text)?.with_status(status).with_headers(headers))

@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen::JsValue;
-use worker::{console_log, event, Env, Method, Request, RequestInit, ScheduleContext, ScheduledEvent};
+use worker::{console_log, event, Env, Method, ScheduleContext, ScheduledEvent};
 
 use crate::core::cron::{CronCheckIn, CronConfig, CronErrorEntry, CronRun, Job, Results, WatchEntry};
 use crate::core::ingest::check_ins_body;
 use crate::core::shop::is_slug;
-use crate::edge::forward::MONITOR_BINDING;
+use crate::edge::forward::{ingest_with_retry, monitor_request};
 use crate::edge::{config, instrument, panic, reconcile};
 
 #[wasm_bindgen]
@@ -150,7 +150,7 @@ async fn run_job(env: &Env, cron: &str, shop: &str, test_env: bool, flight: &Run
 
 /// A cost job runs in the shop's monitor, which holds the spend; its figures come back.
 async fn monitor_job(env: &Env, shop: &str, path: &str, results: &RefCell<Results>) -> JobResult {
-    let (status, body) = monitor_request(env, shop, path, None).await?;
+    let (status, body) = monitor_request(env, shop, Method::Post, path, None).await?;
     if status != 200 {
         return Err(JobFailure { class: "MonitorError".into(), message: format!("monitor answered {status} for {path}") });
     }
@@ -164,38 +164,16 @@ async fn monitor_job(env: &Env, shop: &str, path: &str, results: &RefCell<Result
     Ok(())
 }
 
-/// POST to `path` on the shop's monitor: status and body.
-async fn monitor_request(env: &Env, shop: &str, path: &str, body: Option<&str>) -> worker::Result<(u16, String)> {
-    let stub = env.durable_object(MONITOR_BINDING)?.get_by_name(shop)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post);
-    if let Some(b) = body {
-        init.with_body(Some(b.into()));
-    }
-    let req = Request::new_with_init(&format!("https://monitor{path}?shop={shop}"), &init)?;
-    let mut resp = stub.fetch_with_request(req).await?;
-    Ok((resp.status_code(), resp.text().await?))
-}
-
 /// Send one check-in (one retry); a failure is logged, never raised.
 async fn send_check_in(env: &Env, shop: &str, ci: &CronCheckIn) {
     let body = check_ins_body(std::slice::from_ref(ci));
-    let mut last_error = String::new();
-    for attempt in 0..2 {
-        if attempt > 0 {
-            worker::Delay::from(Duration::from_millis(200)).await;
-        }
-        match monitor_request(env, shop, "/ingest", Some(&body)).await {
-            Ok((200, _)) => return,
-            Ok((status, _)) => last_error = format!("monitor answered {status}"),
-            Err(e) => last_error = e.to_string(),
-        }
+    if let Err(e) = ingest_with_retry(env, shop, &body).await {
+        log(serde_json::json!({
+            "kind": "cron_check_in_failed", "shop": shop, "cron": ci.cron, "run_id": ci.run_id,
+            "type": if matches!(ci.kind, crate::core::cron::CheckInKind::Start) { "start" } else { "end" },
+            "error": crate::core::redact::scrub_text(&e),
+        }));
     }
-    log(serde_json::json!({
-        "kind": "cron_check_in_failed", "shop": shop, "cron": ci.cron, "run_id": ci.run_id,
-        "type": if matches!(ci.kind, crate::core::cron::CheckInKind::Start) { "start" } else { "end" },
-        "error": crate::core::redact::scrub_text(&last_error),
-    }));
 }
 
 // ---- Panic survival: runs in flight, for the panic hook (panic.rs). ----
