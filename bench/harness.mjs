@@ -34,8 +34,8 @@ const ARM_LABEL = { off: "off (no instrumentation)", on: "on (coalesced)", perre
 
 // Sizes of each phase. The full run fits the 10-minute budget on 2 cores.
 const P = SMOKE
-  ? { durS: 1, reps: 1, conc: [1, 32], warmS: 1, exactN: 200, tputRecords: 4000, openRates: [0.5, 2], openS: 1, logN: 2000, logReps: 2, detTrials: 1 }
-  : { durS: 2, reps: 5, conc: [1, 8, 32], warmS: 1, exactN: 3000, tputRecords: 40000, openRates: [0.5, 1, 2], openS: 3, logN: 20000, logReps: 5, detTrials: 3 };
+  ? { durS: 1, reps: 1, conc: [1, 32], warmS: 1, exactN: 200, tputRecords: 4000, openRates: [20_000], openS: 1, logN: 2000, logReps: 2, detTrials: 1 }
+  : { durS: 2, reps: 5, conc: [1, 8, 32], warmS: 1, exactN: 3000, tputRecords: 40000, openRates: [20_000, 40_000, 80_000, 160_000], openS: 2, logN: 20000, logReps: 5, detTrials: 3 };
 
 const log = (...a) => console.error("[bench]", ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -372,17 +372,22 @@ async function throughputPhase(ports) {
     const records = batch === 1 ? Math.min(P.tputRecords, SMOKE ? 500 : 4000) : P.tputRecords;
     closed.push(await drive(ports, { records, batch, inflight }));
   }
-  const capacity = Math.max(closed[0].records_per_s, closed[1].records_per_s);
+  // Open loop: a fixed ladder of offered rates, batches of 64 released on schedule.
   const open = [];
-  for (const k of P.openRates) {
-    const rate = Math.round(capacity * k);
+  for (const rate of P.openRates) {
     const records = Math.min(Math.round(rate * P.openS), 400_000);
     const r = await drive(ports, { records, batch: 64, inflight: 256, rate });
-    r.offered_x = k;
     r.expected_ms = (records / rate) * 1000;
+    // Kept up: finished within 10% of its schedule (the queue never built up).
+    r.kept_up = r.elapsed_ms <= r.expected_ms * 1.1;
     open.push(r);
   }
-  return { closed, open, capacity };
+  const keptUp = open.filter((r) => r.kept_up);
+  return {
+    closed, open,
+    sustained: keptUp.length ? Math.max(...keptUp.map((r) => r.records_per_s)) : null,
+    saturated: Math.max(...open.map((r) => r.records_per_s)),
+  };
 }
 
 // ---------- phase 5: the log line ----------
@@ -474,8 +479,12 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   const rowsFor = (route) => overhead.rows.filter((r) => r.route === route);
   const onRows = overhead.rows.filter((r) => r.arm === "on");
   const worstRatio = Math.min(...onRows.map((r) => r.ratio.median));
-  const worstAddedP50 = Math.max(...onRows.filter((r) => r.route === "trivial").map((r) => r.added_p50_ms.median));
-  const worstAddedP50D1 = Math.max(...onRows.filter((r) => r.route === "D1").map((r) => r.added_p50_ms.median));
+  // Added p50 at c = 1 (as the design's anchor measures it); at higher c the added p50 is
+  // queueing behind the throughput loss, reported in the tables.
+  const addedAt1 = (route) => onRows.find((r) => r.route === route && r.c === 1)?.added_p50_ms.median;
+  const worstAddedP50 = addedAt1("trivial");
+  const worstAddedP50D1 = addedAt1("D1");
+  const worstAddedLoaded = Math.max(...onRows.filter((r) => r.c > 1).map((r) => r.added_p50_ms.median));
   const loadedCalls = Math.max(...onRows.filter((r) => r.c >= 8).map((r) => r.calls_per_request));
   const lostTimed = onRows.reduce((a, r) => a + r.lost + r.forward_failed_records, 0);
   const exactOn = exact.find((e) => e.arm === "on");
@@ -503,7 +512,7 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   p(`| CPU | ${m.cpu}, nproc ${m.nproc} |`);
   p(`| memory | ${m.memory_gib} GiB |`);
   p(`| kernel | ${m.kernel} |`);
-  p(`| load average at start | ${m.load_at_start} |`);
+  p(`| load average (1, 5, 15 min) at start / end | ${m.load_at_start} / ${os.loadavg().map((x) => x.toFixed(2)).join(" ")} |`);
   p(`| rustc | ${m.rustc} |`);
   p(`| worker (workers-rs) | ${m.worker} |`);
   p(`| workerd | ${m.workerd} (npm wrangler ${m.wrangler}) |`);
@@ -517,7 +526,7 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   p("| target | measured | verdict |");
   p("|---|---|---|");
   p(`| on/off throughput ratio >= 0.9 at every concurrency | worst median ${fmt(worstRatio, 3)} (trivial route and D1 route, c = ${P.conc.join(", ")}) | ${target(worstRatio >= 0.9)} |`);
-  p(`| added p50 < 0.05 ms | worst median +${fmt(worstAddedP50, 3)} ms on the trivial route, +${fmt(worstAddedP50D1, 3)} ms on the D1 route | ${target(Math.max(worstAddedP50, worstAddedP50D1) < 0.05)} |`);
+  p(`| added p50 < 0.05 ms (c = 1) | median +${fmt(worstAddedP50, 3)} ms on the trivial route, +${fmt(worstAddedP50D1, 3)} ms on the D1 route (at c >= 8, up to +${fmt(worstAddedLoaded, 3)} ms: queueing behind the lost throughput) | ${target(Math.max(worstAddedP50, worstAddedP50D1) < 0.05)} |`);
   p(`| monitor object calls per app request < 0.05 under load | worst ${fmt(loadedCalls, 4)} (coalesced, c >= 8) | ${target(loadedCalls < 0.05)} |`);
   p(`| zero records lost | timed runs: ${lostTimed} lost; exact check: ${exactOn.accepted} accepted of ${exactOn.sent} sent | ${target(lostTimed === 0 && exactOn.accepted === exactOn.sent)} |`);
   p(`| alerts within 1 s of the sustain time | worst ${worstDet === null ? "–" : fmt(worstDet / 1000, 3) + " s"} over ${det.length} firings (${detection.length - det.length} did not fire) | ${target(worstDet !== null && worstDet <= 1000 && det.length === detection.length)} |`);
@@ -525,6 +534,8 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   p(`| p95 error < 1% | worst ${pct(worstP95)} (median ${pct(heavy.p95.median)} on the heavy-tailed set) | ${target(worstP95 < 0.01)} |`);
   p(`| < 64 KiB persisted per shop (full ring of the longest window) | ${fmt(minBytes / 1024, 0)}–${fmt(maxBytes / 1024, 0)} KiB (1–100 requests/s) | ${target(maxBytes < 65536)} |`);
   p(`| design anchor: JS middleware keeps 0.30–0.44 of bare throughput | lookout keeps ${fmt(worstRatio, 2)}–${fmt(Math.max(...onRows.map((r) => r.ratio.median)), 2)} (coalesced), ${fmt(Math.min(...overhead.rows.filter((r) => r.arm === "perreq").map((r) => r.ratio.median)), 2)}–${fmt(Math.max(...overhead.rows.filter((r) => r.arm === "perreq").map((r) => r.ratio.median)), 2)} with per-request forwarding | |`);
+  p();
+  p("Misses, where the cost goes and what would close each: [NOTES.md](NOTES.md).");
   p();
   p("## 1. Added request overhead (plain workerd, wrk closed loop on 127.0.0.1)");
   p();
@@ -601,22 +612,32 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   p("A bench-only driver service (bench/driver.mjs, only in the bench's workerd config) posts");
   p("batches of realistic records straight to a ShopMonitor through its namespace binding, as");
   p("forward.rs does; a fresh shop (object) per run. Closed loop: the next batch leaves when a call");
-  p("completes. Open loop: batches released on a fixed schedule at a multiple of the measured");
-  p("capacity, whatever the object's pace.");
+  p("completes (per-call latency bounds it; batch 1 is what per-request forwarding asks of an object).");
   p();
   p("| mode | batch | in flight | records | records/s absorbed | call p50 / p99 / max ms | accepted (driver / object) | failed calls | object SQLite bytes |");
   p("|---|---|---|---|---|---|---|---|---|");
   for (const r of tput.closed) {
-    p(`| closed loop | ${r.batch} | ${r.inflight} | ${r.sent} | **${fmt(r.records_per_s, 0)}** | ${r.call_ms_p50} / ${r.call_ms_p99} / ${r.call_ms_max} | ${r.accepted} / ${r.object_accepted} | ${r.failed_calls} | ${r.storage_bytes} |`);
+    p(`| closed loop | ${r.batch} | ${r.inflight} | ${r.sent} | ${fmt(r.records_per_s, 0)} | ${r.call_ms_p50} / ${r.call_ms_p99} / ${r.call_ms_max} | ${r.accepted} / ${r.object_accepted} | ${r.failed_calls} | ${r.storage_bytes} |`);
   }
   p();
-  p(`Capacity (best closed-loop batch-64 figure): **${fmt(tput.capacity, 0)} records/s** per shop object.`);
+  p("Open loop, batches of 64 released on a fixed schedule whatever the object's pace; \"kept up\"");
+  p("= finished within 10% of the schedule.");
   p();
-  p("| offered | offered records/s | records | achieved records/s | run took vs schedule | max in flight | call p99 / max ms | accepted (driver / object) | failed calls |");
+  p("| offered records/s | records | achieved records/s | run took vs schedule | kept up | max calls in flight | call p50 / p99 / max ms | accepted (driver / object) | failed calls |");
   p("|---|---|---|---|---|---|---|---|---|");
   for (const r of tput.open) {
-    p(`| ${r.offered_x} x capacity | ${r.rate} | ${r.sent} | ${fmt(r.records_per_s, 0)} | ${fmt(r.elapsed_ms / 1000, 2)} s vs ${fmt(r.expected_ms / 1000, 2)} s | ${r.max_in_flight} | ${r.call_ms_p99} / ${r.call_ms_max} | ${r.accepted} / ${r.object_accepted} | ${r.failed_calls} |`);
+    p(`| ${r.rate} | ${r.sent} | ${fmt(r.records_per_s, 0)} | ${fmt(r.elapsed_ms / 1000, 2)} s vs ${fmt(r.expected_ms / 1000, 2)} s | ${r.kept_up ? "yes" : "**no**"} | ${r.max_in_flight} | ${r.call_ms_p50} / ${r.call_ms_p99} / ${r.call_ms_max} | ${r.accepted} / ${r.object_accepted} | ${r.failed_calls} |`);
   }
+  p();
+  p(`One shop's object absorbs **${tput.sustained === null ? "–" : fmt(tput.sustained, 0)} records/s** without falling behind (highest rate kept up) and`);
+  p(`**${fmt(tput.saturated, 0)} records/s** at saturation. Past that, calls queue at the object: the`);
+  p("queue and call latency grow with the excess and every record is still accepted (driver and");
+  p("object counts agree, no failed call). Locally nothing bounds that queue; a deployed object");
+  p("refuses calls when its queue is too deep (\"overloaded\"), and then `forward.rs` retries once and");
+  p("logs `monitor_forward_failed` with the number of records, so a loss is never silent. The");
+  p("driver shares the workerd process with the object (building ~1 µs of JSON per record), so these");
+  p("figures understate the object alone slightly. For scale: the Worker forwards at most one record");
+  p("per request, and the busiest trivial-route run above served well under 20,000 requests/s.");
   p();
   p("## 4. Digest accuracy on the alert path");
   p();
@@ -702,7 +723,7 @@ async function main() {
       if (overhead.rows.some((r) => r.rps.n === 0 || !(r.rps.median > 0))) problems.push("an overhead run served nothing");
       if (overhead.rows.some((r) => r.errors > 0)) problems.push("wrk saw errors");
       for (const e of exact) if (e.accepted !== e.sent || e.ok !== e.sent) problems.push(`${e.arm}: ${e.accepted} of ${e.sent} records reached the monitor`);
-      if (tput.closed.some((r) => r.accepted !== r.sent)) problems.push("driver: records not accepted");
+      if ([...tput.closed, ...tput.open].some((r) => r.accepted !== r.sent)) problems.push("driver: records not accepted");
       if (!(logc.console_log_us.median > 0)) problems.push("log cost not measured");
       if (detection.some((d) => !d.fired)) problems.push("an alert did not fire");
       if (problems.length) throw new Error("smoke: " + problems.join("; "));
