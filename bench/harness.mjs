@@ -80,7 +80,8 @@ function machine() {
     workerd: sh(WORKERD, ["--version"]),
     wrangler: JSON.parse(fs.readFileSync(path.join(ROOT, "node_modules/wrangler/package.json"), "utf8")).version,
     node: process.version,
-    wrk: sh("wrk", ["-v"]).split("\n")[0],
+    // `wrk -v` prints its version and exits 1.
+    wrk: (spawnSync("wrk", ["-v"], { encoding: "utf8" }).stdout ?? "").split("\n")[0].trim() || "wrk (version unknown)",
     commit: sh("git", ["rev-parse", "HEAD"]) + (dirty ? " (with uncommitted changes)" : ""),
     date: new Date().toISOString(),
   };
@@ -530,7 +531,9 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
   p(`| monitor object calls per app request < 0.05 under load | worst ${fmt(loadedCalls, 4)} (coalesced, c >= 8) | ${target(loadedCalls < 0.05)} |`);
   p(`| zero records lost | timed runs: ${lostTimed} lost; exact check: ${exactOn.accepted} accepted of ${exactOn.sent} sent | ${target(lostTimed === 0 && exactOn.accepted === exactOn.sent)} |`);
   p(`| alerts within 1 s of the sustain time | worst ${worstDet === null ? "–" : fmt(worstDet / 1000, 3) + " s"} over ${det.length} firings (${detection.length - det.length} did not fire) | ${target(worstDet !== null && worstDet <= 1000 && det.length === detection.length)} |`);
-  p(`| ingest < 2 µs per record natively | ${fmt(ingestNs / 1000, 3)} µs alone, ${fmt(ingestBatchNs / 1000, 3)} µs per record in a batch of 64 | ${ingestNs === undefined ? "not measured (smoke)" : target(ingestNs < 2000)} |`);
+  // The Worker sends batches (up to MONITOR_BATCH_MAX records); a batch of one is what
+  // per-request forwarding costs, dominated by the per-call digest flush.
+  p(`| ingest < 2 µs per record natively | ${fmt(ingestBatchNs / 1000, 3)} µs per record in a batch of 64 (the coalesced path); ${fmt(ingestNs / 1000, 3)} µs for a record alone (per-request path) | ${ingestNs === undefined ? "not measured (smoke)" : ingestNs < 2000 ? target(true) : `**met** batched; alone **missed** by ${fmt((ingestNs / 2000 - 1) * 100, 0)}%`} |`);
   p(`| p95 error < 1% | worst ${pct(worstP95)} (median ${pct(heavy.p95.median)} on the heavy-tailed set) | ${target(worstP95 < 0.01)} |`);
   p(`| < 64 KiB persisted per shop (full ring of the longest window) | ${fmt(minBytes / 1024, 0)}–${fmt(maxBytes / 1024, 0)} KiB (1–100 requests/s) | ${target(maxBytes < 65536)} |`);
   p(`| design anchor: JS middleware keeps 0.30–0.44 of bare throughput | lookout keeps ${fmt(worstRatio, 2)}–${fmt(Math.max(...onRows.map((r) => r.ratio.median)), 2)} (coalesced), ${fmt(Math.min(...overhead.rows.filter((r) => r.arm === "perreq").map((r) => r.ratio.median)), 2)}–${fmt(Math.max(...overhead.rows.filter((r) => r.arm === "perreq").map((r) => r.ratio.median)), 2)} with per-request forwarding | |`);
@@ -629,8 +632,10 @@ function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, t
     p(`| ${r.rate} | ${r.sent} | ${fmt(r.records_per_s, 0)} | ${fmt(r.elapsed_ms / 1000, 2)} s vs ${fmt(r.expected_ms / 1000, 2)} s | ${r.kept_up ? "yes" : "**no**"} | ${r.max_in_flight} | ${r.call_ms_p50} / ${r.call_ms_p99} / ${r.call_ms_max} | ${r.accepted} / ${r.object_accepted} | ${r.failed_calls} |`);
   }
   p();
-  p(`One shop's object absorbs **${tput.sustained === null ? "–" : fmt(tput.sustained, 0)} records/s** without falling behind (highest rate kept up) and`);
-  p(`**${fmt(tput.saturated, 0)} records/s** at saturation. Past that, calls queue at the object: the`);
+  const behind = tput.open.find((r) => !r.kept_up);
+  p(`One shop's object absorbs **${tput.sustained === null ? "–" : fmt(tput.sustained, 0)} records/s** without falling behind (highest offered rate kept up)` +
+    (behind ? `; offered ${behind.rate}/s, it managed ${fmt(behind.records_per_s, 0)}/s and fell behind.` : "; it kept up with every offered rate."));
+  p("Past its capacity, calls queue at the object: the");
   p("queue and call latency grow with the excess and every record is still accepted (driver and");
   p("object counts agree, no failed call). Locally nothing bounds that queue; a deployed object");
   p("refuses calls when its queue is too deep (\"overloaded\"), and then `forward.rs` retries once and");
