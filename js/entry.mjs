@@ -80,6 +80,8 @@ export default class Lookout extends Base {
   }
 
   async fetch(request) {
+    // Bench baseline only (LOOKOUT_INSTRUMENT=off): no panic bookkeeping either.
+    if (this.env.LOOKOUT_INSTRUMENT === "off") return super.fetch(request);
     let settle;
     const panicked = new Promise((resolve) => (settle = resolve));
     pending.set(request, settle);

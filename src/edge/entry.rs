@@ -12,6 +12,9 @@ use crate::edge::{app, ops};
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     if req.path().starts_with("/ops/") {
         instrument::handle(req, env, &ctx, Scope::Operator, ops::route).await
+    } else if instrument::bypassed(&env) {
+        // Bench baseline only (LOOKOUT_INSTRUMENT=off): the app without any instrumentation.
+        instrument::bare(req, env, app::route).await
     } else {
         instrument::handle(req, env, &ctx, Scope::Shop, app::route).await
     }

@@ -225,3 +225,34 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     let (_, body) = resp.into_parts();
     Response::builder().with_status(status).with_headers(headers).body(body)
 }
+
+/// Whether `LOOKOUT_INSTRUMENT=off`: the bench harness's baseline (bench/README.md), never
+/// set in a deployed Worker.
+pub fn bypassed(env: &Env) -> bool {
+    config::var(env, "LOOKOUT_INSTRUMENT").as_deref() == Some("off")
+}
+
+/// The shop app without the wrapper, for the bench baseline (`LOOKOUT_INSTRUMENT=off`): no
+/// request id, record, panic registry, log line or monitor call. Shop resolution stays (the
+/// app needs the shop); the handler's own counters go to a record nobody reads.
+pub async fn bare<F, Fut>(req: Request, env: Env, handler: F) -> worker::Result<Response>
+where
+    F: FnOnce(Request, Rc<RequestCtx>) -> Fut,
+    Fut: Future<Output = AppResult>,
+{
+    let host = req.headers().get("host").ok().flatten().unwrap_or_default();
+    let shop = match resolve_shop(config::var(&env, "SHOP_SLUG").as_deref(), config::var(&env, "SHOPS").as_deref(), &host) {
+        ShopResolution::Known(shop) => shop,
+        _ => return Ok(json_response(&serde_json::json!({"error": "UnknownShop"}), 404)),
+    };
+    let record = RequestRecord::start(DateTime::<Utc>::UNIX_EPOCH, String::new(), "", "", "");
+    let state = Rc::new(InFlight::new(record, 0.0, JsValue::UNDEFINED));
+    let rctx = Rc::new(RequestCtx { env, request_id: Rc::from(""), shop, state });
+    match handler(req, rctx).await {
+        Ok(resp) => Ok(resp),
+        Err(f) => {
+            let e = f.into_handler_error();
+            Ok(json_response(&e.client_body(""), e.status()))
+        }
+    }
+}

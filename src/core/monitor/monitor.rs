@@ -61,6 +61,10 @@ pub struct Counters {
     pub unusable_latency_samples: u64,
     pub evaluations: u64,
     pub notifications_decided: u64,
+    /// `ingest` calls (one per batch the edge delivered): records per call shows how well
+    /// the edge coalesces. Absent from snapshots written before it existed.
+    #[serde(default)]
+    pub ingest_calls: u64,
 }
 
 impl Counters {
@@ -234,6 +238,7 @@ impl Monitor {
         }
         self.window.flush();
         let c = &mut self.counters;
+        c.ingest_calls += 1;
         c.accepted_records += u64::from(report.accepted);
         c.rejected_too_old += u64::from(report.rejected_too_old);
         c.rejected_future += u64::from(report.rejected_future);

@@ -1,0 +1,14 @@
+-- wrk script of the bench: the shop's Host and session cookie on every request, and one JSON
+-- summary line at the end (latencies in microseconds, from wrk's own histogram).
+wrk.headers["Host"] = "swicked.localhost"
+wrk.headers["Cookie"] = "session=sess_robbie"
+
+function done(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f,' ..
+    '"errors_connect":%d,"errors_read":%d,"errors_write":%d,"errors_status":%d,"errors_timeout":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean, summary.errors.connect, summary.errors.read, summary.errors.write, non2xx,
+    summary.errors.timeout))
+end
