@@ -54,7 +54,7 @@ fn ingest(c: &mut Criterion) {
 
     let lines: Vec<String> = pool[..64].iter().map(|r| r.to_line()).collect();
     let body = batch_body(lines.iter().map(String::as_str));
-    g.bench_function("parse_batch_of_64", |b| b.iter(|| black_box(parse_batch(black_box(body.as_bytes()), SHOP))));
+    g.bench_function("parse_batch_of_64", |b| b.iter(|| black_box(parse_batch(black_box(body.as_bytes()), SHOP, T0))));
     g.finish();
 }
 
