@@ -37,8 +37,9 @@ pub struct ForwardConfig {
 
 impl ForwardConfig {
     pub fn from_env(env: &Env) -> ForwardConfig {
-        let flush_ms = config::var(env, "MONITOR_FLUSH_MS").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_FLUSH_MS);
-        let batch_max = config::var(env, "MONITOR_BATCH_MAX").and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_BATCH_MAX);
+        let s = config::settings(env);
+        let flush_ms = s.monitor_flush_ms.unwrap_or(DEFAULT_FLUSH_MS);
+        let batch_max = s.monitor_batch_max.unwrap_or(DEFAULT_BATCH_MAX);
         ForwardConfig { flush_ms: flush_ms.min(MAX_FLUSH_MS), batch_max: batch_max.clamp(1, 1000) }
     }
 }

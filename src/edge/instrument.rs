@@ -131,7 +131,7 @@ impl RequestCtx {
     }
 
     pub fn is_test_env(&self) -> bool {
-        config::is_test_env(&self.env)
+        config::settings(&self.env).test_env
     }
 }
 
@@ -154,8 +154,8 @@ where
     let t0 = now_ms();
     let cf_ray = req.headers().get("cf-ray").ok().flatten();
     let request_id: Rc<str> = make_request_id(cf_ray.as_deref(), random_u64()).into();
-    let build_version = config::build_version(&env);
-    let record = RequestRecord::start(wall_now(), request_id.to_string(), &req.method().to_string(), &req.path(), &build_version);
+    let settings = config::settings(&env);
+    let record = RequestRecord::start(wall_now(), request_id.to_string(), &req.method().to_string(), &req.path(), &settings.build_version);
     let state = Rc::new(InFlight::new(record, t0, AsRef::<JsValue>::as_ref(req.inner()).clone()));
     panic::register(Rc::clone(&state));
 
@@ -163,7 +163,7 @@ where
     let resolution = match scope {
         Scope::Operator => ShopResolution::Known(String::new()),
         Scope::Shop => {
-            resolve_shop(config::var(&env, "SHOP_SLUG").as_deref(), config::var(&env, "SHOPS").as_deref(), &host)
+            resolve_shop(settings.shop_slug.as_deref(), settings.shops.as_deref(), &host)
         }
     };
     let monitor_env = env.clone();
@@ -229,7 +229,7 @@ fn with_request_id(mut resp: Response, request_id: &str) -> Response {
 /// Whether `LOOKOUT_INSTRUMENT=off`: the bench harness's baseline (bench/README.md), never
 /// set in a deployed Worker.
 pub fn bypassed(env: &Env) -> bool {
-    config::var(env, "LOOKOUT_INSTRUMENT").as_deref() == Some("off")
+    config::settings(env).instrument_off
 }
 
 /// The shop app without the wrapper, for the bench baseline (`LOOKOUT_INSTRUMENT=off`): no
@@ -241,7 +241,8 @@ where
     Fut: Future<Output = AppResult>,
 {
     let host = req.headers().get("host").ok().flatten().unwrap_or_default();
-    let shop = match resolve_shop(config::var(&env, "SHOP_SLUG").as_deref(), config::var(&env, "SHOPS").as_deref(), &host) {
+    let settings = config::settings(&env);
+    let shop = match resolve_shop(settings.shop_slug.as_deref(), settings.shops.as_deref(), &host) {
         ShopResolution::Known(shop) => shop,
         _ => return Ok(json_response(&serde_json::json!({"error": "UnknownShop"}), 404)),
     };

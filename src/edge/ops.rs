@@ -18,9 +18,10 @@ fn is_known_shop(ctx: &RequestCtx, shop: &str) -> bool {
     if !is_slug(shop) {
         return false;
     }
-    match config::var(&ctx.env, "SHOP_SLUG") {
+    let settings = config::settings(&ctx.env);
+    match &settings.shop_slug {
         Some(slug) => slug == shop,
-        None => config::var(&ctx.env, "SHOPS").unwrap_or_default().split(',').any(|s| s.trim() == shop),
+        None => settings.shops.as_deref().unwrap_or_default().split(',').any(|s| s.trim() == shop),
     }
 }
 
