@@ -110,7 +110,8 @@ fn state(c: &mut Criterion) {
     g.bench_function("persist_full_ring", |b| b.iter(|| black_box(persist(&m, now))));
     g.bench_function("restore_full_ring", |b| {
         b.iter(|| {
-            let parsed: Vec<BucketSnapshot> = buckets.iter().map(|s| serde_json::from_str(s).expect("bucket")).collect();
+            let parsed: Vec<BucketSnapshot> =
+                buckets.iter().map(|s| serde_json::from_str(s).expect("bucket")).collect();
             let snapshot: MonitorSnapshot = serde_json::from_str(&snap).expect("snapshot");
             black_box(Monitor::restore(m.config().clone(), SHOP, Some(snapshot), &parsed, now).expect("restore"))
         })

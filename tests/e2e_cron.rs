@@ -13,13 +13,21 @@ use serde_json::Value;
 use support::{epoch_s, root, system_s, wait_for, Opts, Received, Server, Sink, OPS_TOKEN};
 
 fn status(s: &Server, shop: &str) -> Value {
-    let r = s.req("GET", &format!("/ops/shops/{shop}/status")).header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
+    let r = s
+        .req("GET", &format!("/ops/shops/{shop}/status"))
+        .header("authorization", &format!("Bearer {OPS_TOKEN}"))
+        .send();
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }
 
 fn cron_status<'a>(status: &'a Value, cron: &str) -> &'a Value {
-    status["crons"].as_array().unwrap().iter().find(|c| c["cron"] == cron).unwrap_or_else(|| panic!("no cron {cron}: {status}"))
+    status["crons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cron"] == cron)
+        .unwrap_or_else(|| panic!("no cron {cron}: {status}"))
 }
 
 /// Run the scheduled handler for `expr` as the platform would (`/__scheduled`).
@@ -30,7 +38,10 @@ fn trigger(s: &Server, expr: &str) {
 
 /// Summary lines printed so far for `cron` and `shop`.
 fn summary_lines(s: &Server, cron: &str, shop: &str) -> Vec<Value> {
-    s.json_lines().into_iter().filter(|v| v["cron"] == cron && v["shop"] == shop && v.get("run_id").is_some() && v.get("results").is_some()).collect()
+    s.json_lines()
+        .into_iter()
+        .filter(|v| v["cron"] == cron && v["shop"] == shop && v.get("run_id").is_some() && v.get("results").is_some())
+        .collect()
 }
 
 /// Wait until there are `n` summary lines for `cron` and `shop`; returns the last.
@@ -64,7 +75,12 @@ fn d1_execute(s: &Server, sql: &str) {
         .args(["--command", sql])
         .output()
         .expect("run npx wrangler d1 execute");
-    assert!(out.status.success(), "d1 execute failed:\n{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "d1 execute failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn assert_no_pii(s: &Server) {
@@ -77,11 +93,10 @@ fn assert_no_pii(s: &Server) {
 #[test]
 fn a_missed_cron_fires_at_the_webhook_and_a_run_through_scheduled_records_its_line_and_resolves_it() {
     let sink = Sink::start();
-    let s = Server::start_with(
-        Opts::default()
-            .var("ALERT_WEBHOOK_URL", &sink.url("/hook"))
-            .var("CRON_WATCH", r#"[{"cron":"daily_reconciliation","schedule":"* * * * *","grace_s":3,"max_runtime_s":60}]"#),
-    );
+    let s = Server::start_with(Opts::default().var("ALERT_WEBHOOK_URL", &sink.url("/hook")).var(
+        "CRON_WATCH",
+        r#"[{"cron":"daily_reconciliation","schedule":"* * * * *","grace_s":3,"max_runtime_s":60}]"#,
+    ));
     // Loading the shop's monitor starts the watch: the next minute is expected.
     let st = status(&s, "swicked");
     let c = cron_status(&st, "daily_reconciliation");
@@ -131,14 +146,24 @@ fn a_missed_cron_fires_at_the_webhook_and_a_run_through_scheduled_records_its_li
     assert_eq!(r["audit_chain_length"], 6);
     // The other shop ran too, with its own figures.
     let demo = nth_summary_line(&s, "daily_reconciliation", "demo", 1);
-    assert_eq!((demo["results"]["low_stock_alerts"].as_i64(), demo["results"]["audit_chain_length"].as_i64()), (Some(1), Some(3)), "{demo}");
+    assert_eq!(
+        (demo["results"]["low_stock_alerts"].as_i64(), demo["results"]["audit_chain_length"].as_i64()),
+        (Some(1), Some(3)),
+        "{demo}"
+    );
 
     let resolved = sink
-        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "cron_missed", "resolve") && r.json()["dedup_key"] == key.as_str())
+        .wait_for(Duration::from_secs(10), |r| {
+            is_event(r, "swicked", "cron_missed", "resolve") && r.json()["dedup_key"] == key.as_str()
+        })
         .expect("cron_missed did not resolve");
     assert_eq!(resolved.json()["state"], "resolved");
     let fired_at = system_s(fired.at);
-    assert_eq!(events_of(&sink, "swicked", "cron_missed").iter().filter(|e| e["dedup_key"] == key.as_str()).count(), 2, "one trigger, one resolve");
+    assert_eq!(
+        events_of(&sink, "swicked", "cron_missed").iter().filter(|e| e["dedup_key"] == key.as_str()).count(),
+        2,
+        "one trigger, one resolve"
+    );
     assert!(system_s(resolved.at) > fired_at);
 
     // The status shows the run: start, end, its results and ms.
@@ -159,7 +184,10 @@ fn tampering_one_audit_row_fires_audit_chain_broken_on_the_next_reconciliation()
     let sink = Sink::start();
     let s = Server::start_with(Opts::default().var("ALERT_WEBHOOK_URL", &sink.url("/hook")));
     // The app's mutations append to swicked's chain.
-    let r = s.shop_req("swicked", "POST", "/api/tickets/2508/lines").json(&serde_json::json!({"description": "Diagnostics", "qty": 1, "unit_cents": 2500})).send();
+    let r = s
+        .shop_req("swicked", "POST", "/api/tickets/2508/lines")
+        .json(&serde_json::json!({"description": "Diagnostics", "qty": 1, "unit_cents": 2500}))
+        .send();
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(s.shop_req("swicked", "DELETE", "/api/tickets/2508").send().status, 204);
     trigger(&s, "0 7 * * *");
@@ -169,14 +197,19 @@ fn tampering_one_audit_row_fires_audit_chain_broken_on_the_next_reconciliation()
     assert_eq!(ok["run_id"].as_str().map(|r| r.starts_with("cron_d_")), Some(true));
 
     // Someone edits a payment line's amount in place.
-    d1_execute(&s, r#"UPDATE audit_events SET content = replace(content, '"unit_cents":12900', '"unit_cents":1290') WHERE id = 2"#);
+    d1_execute(
+        &s,
+        r#"UPDATE audit_events SET content = replace(content, '"unit_cents":12900', '"unit_cents":1290') WHERE id = 2"#,
+    );
     let t0 = system_s(SystemTime::now());
     trigger(&s, "0 7 * * *");
     let broken = nth_summary_line(&s, "daily_reconciliation", "swicked", 2);
     assert_eq!(broken["results"]["audit_chain_verified"], false, "{broken}");
     assert_eq!(broken["results"]["audit_chain_first_broken_id"], 2);
     assert_eq!(broken["errors"], serde_json::json!([]), "a broken chain is a finding, not a job error");
-    let fired = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "audit_chain_broken", "trigger")).expect("audit_chain_broken did not fire");
+    let fired = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "audit_chain_broken", "trigger"))
+        .expect("audit_chain_broken did not fire");
     assert!(system_s(fired.at) - t0 < 10.0, "at once");
     let p = fired.json();
     assert_eq!(p["severity"], "high");
@@ -192,10 +225,15 @@ fn tampering_one_audit_row_fires_audit_chain_broken_on_the_next_reconciliation()
     assert!(events_of(&sink, "demo", "audit_chain_broken").is_empty());
 
     // Put the row back: the next reconciliation verifies and resolves the incident.
-    d1_execute(&s, r#"UPDATE audit_events SET content = replace(content, '"unit_cents":1290}', '"unit_cents":12900}') WHERE id = 2"#);
+    d1_execute(
+        &s,
+        r#"UPDATE audit_events SET content = replace(content, '"unit_cents":1290}', '"unit_cents":12900}') WHERE id = 2"#,
+    );
     trigger(&s, "0 7 * * *");
     assert_eq!(nth_summary_line(&s, "daily_reconciliation", "swicked", 3)["results"]["audit_chain_verified"], true);
-    let resolved = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "audit_chain_broken", "resolve")).expect("no resolve");
+    let resolved = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "audit_chain_broken", "resolve"))
+        .expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], key.as_str());
     assert_eq!(events_of(&sink, "swicked", "audit_chain_broken").len(), 2, "one trigger, one resolve");
     assert_no_pii(&s);
@@ -254,7 +292,9 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
     assert_eq!(r["ai_spent_month_micros"], 1_500_000);
     assert_eq!(r["ai_monthly_cap_micros"], 1_000_000);
     assert!(r["ai_projected_month_micros"].as_i64().unwrap() >= 1_500_000);
-    let fired = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "ai_cost_projection", "trigger")).expect("ai_cost_projection did not fire");
+    let fired = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "ai_cost_projection", "trigger"))
+        .expect("ai_cost_projection did not fire");
     let p = fired.json();
     assert_eq!(p["severity"], "high");
     assert_eq!(p["action"], "Pause AI; notify the shop owner");
@@ -280,28 +320,41 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
     let resume = "/ops/shops/swicked/ai/resume";
     assert_eq!(s.req("POST", resume).send().status, 401);
     assert_eq!(s.req("POST", resume).header("authorization", "Bearer wrong").send().status, 401);
-    assert_eq!(s.req("POST", "/ops/shops/nowhere/ai/resume").header("authorization", &format!("Bearer {OPS_TOKEN}")).send().status, 404);
+    assert_eq!(
+        s.req("POST", "/ops/shops/nowhere/ai/resume")
+            .header("authorization", &format!("Bearer {OPS_TOKEN}"))
+            .send()
+            .status,
+        404
+    );
     let ok = s.req("POST", resume).header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
     assert_eq!(ok.status, 200, "{}", ok.body);
     assert_eq!(ok.json()["resumed"], true);
     let again = s.req("POST", resume).header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
     assert_eq!(again.status, 409, "{}", again.body);
     assert_eq!(again.json()["error"], "NotPaused");
-    let resolved = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "ai_cost_projection", "resolve")).expect("no resolve");
+    let resolved = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "ai_cost_projection", "resolve"))
+        .expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], key.as_str());
     assert_eq!(ai("swicked").status, 200);
     assert_eq!(status(&s, "swicked")["costs"]["ai"]["paused"], false);
 
     // Twilio: one $2 SMS this week against a $1 weekly budget projects over 150%.
-    let sms = s.shop_req("swicked", "POST", "/api/tickets/2506/sms").json(&serde_json::json!({"message": "Ready"})).send();
+    let sms =
+        s.shop_req("swicked", "POST", "/api/tickets/2506/sms").json(&serde_json::json!({"message": "Ready"})).send();
     assert_eq!(sms.status, 201, "{}", sms.body);
-    wait_for(Duration::from_secs(10), || (status(&s, "swicked")["costs"]["twilio"]["week"]["spent_micros"] == 2_000_000).then_some(()))
-        .expect("the SMS spend reached the monitor");
+    wait_for(Duration::from_secs(10), || {
+        (status(&s, "swicked")["costs"]["twilio"]["week"]["spent_micros"] == 2_000_000).then_some(())
+    })
+    .expect("the SMS spend reached the monitor");
     trigger(&s, "0 9 * * THU");
     let tw = nth_summary_line(&s, "weekly_twilio_summary", "swicked", 1);
     assert_eq!(tw["results"]["twilio_projection_firing"], true, "{tw}");
     assert_eq!(tw["results"]["twilio_spent_week_micros"], 2_000_000);
-    let t = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "twilio_cost_projection", "trigger")).expect("twilio_cost_projection did not fire");
+    let t = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "twilio_cost_projection", "trigger"))
+        .expect("twilio_cost_projection did not fire");
     assert_eq!(t.json()["severity"], "warning");
     assert_eq!(t.json()["action"], "Contact the owner about SMS volume");
     assert!(events_of(&sink, "demo", "twilio_cost_projection").is_empty());
@@ -322,11 +375,15 @@ fn a_job_that_errors_or_panics_still_gets_its_summary_line_and_its_end() {
     assert_eq!(err["results"]["steps_done"], 1, "partial figures are kept");
     let pan = nth_summary_line(&s, "test_panic", "swicked", 1);
     assert_eq!(pan["errors"][0]["class"], "Panic", "{pan}");
-    assert!(pan["errors"][0]["message"].as_str().unwrap().starts_with("job panicked at src/edge/scheduled.rs:"), "{pan}");
+    assert!(
+        pan["errors"][0]["message"].as_str().unwrap().starts_with("job panicked at src/edge/scheduled.rs:"),
+        "{pan}"
+    );
     // Both ends reached the monitor (the panicked one through the JS entry).
     let st = wait_for(Duration::from_secs(10), || {
         let st = status(&s, "swicked");
-        let done = ["test_error", "test_panic"].iter().all(|c| cron_status(&st, c)["last_run"]["state"] == "ended_error");
+        let done =
+            ["test_error", "test_panic"].iter().all(|c| cron_status(&st, c)["last_run"]["state"] == "ended_error");
         done.then_some(st)
     })
     .unwrap_or_else(|| panic!("ends not recorded: {}", status(&s, "swicked")["crons"]));
@@ -335,7 +392,8 @@ fn a_job_that_errors_or_panics_still_gets_its_summary_line_and_its_end() {
     // The instance came back; a trigger no cron watches is logged, runs nothing.
     assert_eq!(s.shop_req("swicked", "GET", "/health").send().status, 200);
     trigger(&s, "5 4 3 2 *");
-    let unwatched = wait_for(Duration::from_secs(10), || s.json_lines().into_iter().find(|v| v["kind"] == "cron_unwatched"));
+    let unwatched =
+        wait_for(Duration::from_secs(10), || s.json_lines().into_iter().find(|v| v["kind"] == "cron_unwatched"));
     assert_eq!(unwatched.expect("cron_unwatched line")["trigger"], "5 4 3 2 *");
     assert_eq!(summary_lines(&s, "test_error", "swicked").len(), 1);
     assert_no_pii(&s);
@@ -355,7 +413,9 @@ fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
     let t0 = system_s(SystemTime::now());
     std::thread::scope(|scope| {
         scope.spawn(|| trigger(&s, "0 0 1 1 *"));
-        let fired = sink.wait_for(Duration::from_secs(15), |r| is_event(r, "swicked", "cron_stuck", "trigger")).expect("cron_stuck did not fire");
+        let fired = sink
+            .wait_for(Duration::from_secs(15), |r| is_event(r, "swicked", "cron_stuck", "trigger"))
+            .expect("cron_stuck did not fire");
         let p = fired.json();
         assert_eq!(p["severity"], "high");
         assert_eq!(p["cron"], "test_slow");
@@ -369,7 +429,9 @@ fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
     let line = nth_summary_line(&s, "test_slow", "swicked", 1);
     assert_eq!(line["results"]["slept_s"], 6, "{line}");
     assert!(line["ms"].as_u64().unwrap() >= 5_900, "{line}");
-    let resolved = sink.wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "cron_stuck", "resolve")).expect("cron_stuck did not resolve");
+    let resolved = sink
+        .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "cron_stuck", "resolve"))
+        .expect("cron_stuck did not resolve");
     assert_eq!(resolved.json()["run_id"], line["run_id"]);
     let c = status(&s, "swicked");
     assert_eq!(cron_status(&c, "test_slow")["stuck_firing"], false);

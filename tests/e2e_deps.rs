@@ -116,7 +116,8 @@ fn failed_call_logs_its_body_without_card_key_or_name() {
 
 #[test]
 fn twilio_and_ai_calls_report_their_costs() {
-    let twilio = Sink::start_with(|_| (201, r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"}"#.into()));
+    let twilio =
+        Sink::start_with(|_| (201, r#"{"sid":"SM0123456789abcdef0123456789abcdef","status":"queued"}"#.into()));
     let ai = Sink::start_with(|_| {
         (200, r#"{"content":[{"type":"text","text":"Screen and labour."}],"usage":{"input_tokens":1000,"output_tokens":500}}"#.into())
     });

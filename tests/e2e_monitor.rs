@@ -17,7 +17,10 @@ fn server_with_sink(sink: &Sink) -> Server {
 }
 
 fn status(s: &Server, shop: &str) -> Value {
-    let r = s.req("GET", &format!("/ops/shops/{shop}/status")).header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
+    let r = s
+        .req("GET", &format!("/ops/shops/{shop}/status"))
+        .header("authorization", &format!("Bearer {OPS_TOKEN}"))
+        .send();
     assert_eq!(r.status, 200, "{}", r.body);
     r.json()
 }
@@ -59,8 +62,15 @@ fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
     // had it within 2 s of that moment.
     let active_at = epoch_s(&p["active_at"]);
     let sustain_reached = active_at + FOR_S;
-    assert!(active_at >= first_failure - 1.0 && active_at <= first_failure + 2.0, "active_at {active_at} vs first failure {first_failure}");
-    assert!((epoch_s(&p["since"]) - sustain_reached).abs() < 0.01, "fired at {} not at sustain {sustain_reached}", p["since"]);
+    assert!(
+        active_at >= first_failure - 1.0 && active_at <= first_failure + 2.0,
+        "active_at {active_at} vs first failure {first_failure}"
+    );
+    assert!(
+        (epoch_s(&p["since"]) - sustain_reached).abs() < 0.01,
+        "fired at {} not at sustain {sustain_reached}",
+        p["since"]
+    );
     let delay = system_s(fired.at) - sustain_reached;
     assert!((-0.05..2.0).contains(&delay), "webhook {delay:.3} s after the sustain time");
     eprintln!("http_5xx_rate: webhook {:.0} ms after the sustain time", delay * 1000.0);
@@ -70,13 +80,15 @@ fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
         assert_eq!(s.shop_req("swicked", "GET", "/health").send().status, 200);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let resolved = sink.wait_for(Duration::from_secs(15), |r| event(r, "http_5xx_rate", "resolve")).expect("no resolve");
+    let resolved =
+        sink.wait_for(Duration::from_secs(15), |r| event(r, "http_5xx_rate", "resolve")).expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], "swicked:http_5xx_rate:1");
     let st = status(&s, "swicked");
     let state = rule(&st, "http_5xx_rate")["state"].as_str().unwrap().to_string();
     assert!(state == "resolved" || state == "inactive", "after recovery: {state}");
     std::thread::sleep(Duration::from_secs(2));
-    let events: Vec<Value> = sink.received().iter().map(|r| r.json()).filter(|v| v["rule"] == "http_5xx_rate").collect();
+    let events: Vec<Value> =
+        sink.received().iter().map(|r| r.json()).filter(|v| v["rule"] == "http_5xx_rate").collect();
     assert_eq!(events.len(), 2, "exactly one trigger and one resolve: {events:?}");
 }
 
@@ -89,12 +101,17 @@ fn slow_responses_fire_request_p95() {
         for _ in 0..3 {
             scope.spawn(|| {
                 while system_s(SystemTime::now()) - t0 < 5.0 {
-                    assert_eq!(s.shop_req("swicked", "GET", "/__test/fault?status=200&delay_ms=300").send().status, 200);
+                    assert_eq!(
+                        s.shop_req("swicked", "GET", "/__test/fault?status=200&delay_ms=300").send().status,
+                        200
+                    );
                 }
             });
         }
     });
-    let fired = sink.wait_for(Duration::from_secs(10), |r| event(r, "request_p95", "trigger")).expect("request_p95 did not fire");
+    let fired = sink
+        .wait_for(Duration::from_secs(10), |r| event(r, "request_p95", "trigger"))
+        .expect("request_p95 did not fire");
     let p = fired.json();
     assert!(p["value"].as_f64().unwrap() >= 290.0, "p95 of 300 ms responses: {p}");
     assert_eq!(p["threshold"], 200.0);
@@ -112,7 +129,11 @@ fn three_bad_stripe_signatures_fire() {
     let body = r#"{"id":"evt_1","type":"charge.succeeded"}"#;
     let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
     let good = lookout::core::stripe::sign(support::STRIPE_SECRET, t, body.as_bytes());
-    let r = s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", &format!("t={t},v1={good}")).body(body).send();
+    let r = s
+        .shop_req("swicked", "POST", "/webhooks/stripe")
+        .header("stripe-signature", &format!("t={t},v1={good}"))
+        .body(body)
+        .send();
     assert_eq!(r.status, 200, "{}", r.body);
     for i in 0..3 {
         let r = s
@@ -127,7 +148,8 @@ fn three_bad_stripe_signatures_fire() {
             assert!(sink.received().is_empty(), "fired before the third failure");
         }
     }
-    let fired = sink.wait_for(Duration::from_secs(5), |r| event(r, "stripe_signature_failures", "trigger")).expect("no firing");
+    let fired =
+        sink.wait_for(Duration::from_secs(5), |r| event(r, "stripe_signature_failures", "trigger")).expect("no firing");
     assert_eq!(fired.json()["value"], 3.0);
     assert_eq!(fired.json()["action"], "Possible secret rotation needed; check shop's Stripe config");
     // No secret in the payload.
@@ -187,7 +209,8 @@ fn status_endpoint_requires_the_operator_token() {
     let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
     assert_eq!(names, ["http_5xx_rate", "request_p95", "d1_p95", "stripe_signature_failures"]);
     assert!(rule(&v, "http_5xx_rate")["params"]["window_s"].is_number());
-    let unknown = s.req("GET", "/ops/shops/nowhere/status").header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
+    let unknown =
+        s.req("GET", "/ops/shops/nowhere/status").header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
     assert_eq!(unknown.status, 404);
     // The monitor's ingest is not reachable from the public router.
     let r = s.shop_req("swicked", "POST", "/ingest").body(r#"{"records":[]}"#).send();
@@ -208,7 +231,8 @@ fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplic
             .var("PAGERDUTY_EVENTS_URL", &pd.url("/v2/enqueue")),
     );
     for _ in 0..3 {
-        let r = s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
+        let r =
+            s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
         assert_eq!(r.status, 400);
     }
     let ok = pd.wait_for(Duration::from_secs(20), |r| r.body.contains("\"trigger\"") && pd.received().len() >= 3);
@@ -224,7 +248,8 @@ fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplic
         assert!(v["payload"]["summary"].as_str().is_some_and(|s| !s.is_empty()));
     }
     // The webhook channel is independent: delivered once.
-    let hooks: Vec<_> = hook.received().into_iter().filter(|r| r.json()["rule"] == "stripe_signature_failures").collect();
+    let hooks: Vec<_> =
+        hook.received().into_iter().filter(|r| r.json()["rule"] == "stripe_signature_failures").collect();
     assert_eq!(hooks.len(), 1, "{hooks:?}");
     // The routing key is a secret: not in the webhook payload, nor in any log line.
     assert!(!hooks[0].body.contains("R0UTINGKEY"));
@@ -239,7 +264,8 @@ fn alerts_reach_email_through_the_send_email_binding() {
         Opts::default().var("ALERT_EMAIL_FROM", "alerts@lookout.test").var("ALERT_EMAIL_TO", "ops@lookout.test"),
     );
     for _ in 0..3 {
-        let r = s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
+        let r =
+            s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
         assert_eq!(r.status, 400);
     }
     // wrangler dev prints each sent email's headers and where it wrote the text part.

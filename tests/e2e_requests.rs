@@ -9,9 +9,25 @@ use serde_json::{json, Value};
 use support::{Resp, Server};
 
 const FIELDS: [&str; 19] = [
-    "ts", "request_id", "shop", "staff_id", "staff_label", "path", "method", "status", "ms", "d1_queries",
-    "d1_slowest", "d1_n_plus_one", "r2_ops", "external_calls", "cost_micros", "error_class", "error_msg",
-    "error_context", "build_version",
+    "ts",
+    "request_id",
+    "shop",
+    "staff_id",
+    "staff_label",
+    "path",
+    "method",
+    "status",
+    "ms",
+    "d1_queries",
+    "d1_slowest",
+    "d1_n_plus_one",
+    "r2_ops",
+    "external_calls",
+    "cost_micros",
+    "error_class",
+    "error_msg",
+    "error_context",
+    "build_version",
 ];
 
 /// Exactly one line for the response's id, with every field present and matching status.
@@ -160,8 +176,19 @@ fn no_customer_data_in_any_output() {
 
     let out = s.log_text();
     for pii in [
-        "Marguerite", "Vanderholt", "Bartholomew", "Quince", "415 555 0142", "7946 0958", "example.org",
-        "example.com", "Alice", "Smith", "Fairweather", "Okonkwo", "sess_robbie",
+        "Marguerite",
+        "Vanderholt",
+        "Bartholomew",
+        "Quince",
+        "415 555 0142",
+        "7946 0958",
+        "example.org",
+        "example.com",
+        "Alice",
+        "Smith",
+        "Fairweather",
+        "Okonkwo",
+        "sess_robbie",
     ] {
         assert!(!out.contains(pii), "{pii:?} appears in the server output:\n{out}");
     }

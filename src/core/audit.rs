@@ -47,10 +47,7 @@ impl AuditEvent {
         m.insert("entity".into(), Value::from(self.entity));
         m.insert("entity_id".into(), Value::from(self.entity_id));
         m.insert("staff_id".into(), self.staff_id.map_or(Value::Null, Value::from));
-        m.insert(
-            "context_customer_id".into(),
-            self.context_customer_id.map_or(Value::Null, Value::from),
-        );
+        m.insert("context_customer_id".into(), self.context_customer_id.map_or(Value::Null, Value::from));
         for (k, v) in &self.figures {
             m.insert((*k).into(), Value::from(*v));
         }
@@ -60,13 +57,7 @@ impl AuditEvent {
 
 /// Seal the shop's next row after `prev_hash` (`None`: the shop's first row).
 pub fn seal(prev_hash: Option<&str>, id: i64, content: Value, build_version: &str) -> AuditRow {
-    seal_row(
-        prev_hash.unwrap_or(crate::core::cron::GENESIS_PREV_HASH),
-        id,
-        content,
-        build_version,
-        sha256,
-    )
+    seal_row(prev_hash.unwrap_or(crate::core::cron::GENESIS_PREV_HASH), id, content, build_version, sha256)
 }
 
 /// The `content` column's text for a row: canonical JSON.
@@ -75,17 +66,10 @@ pub fn content_text(row: &AuditRow) -> String {
 }
 
 /// A row as read from D1. Content that is not JSON is kept as a string, so it cannot verify.
-pub fn row_from_db(
-    id: i64,
-    prev_hash: String,
-    hash: String,
-    content_text: &str,
-    build_version: String,
-) -> AuditRow {
+pub fn row_from_db(id: i64, prev_hash: String, hash: String, content_text: &str, build_version: String) -> AuditRow {
     AuditRow {
         id,
-        content: serde_json::from_str(content_text)
-            .unwrap_or_else(|_| Value::String(content_text.to_string())),
+        content: serde_json::from_str(content_text).unwrap_or_else(|_| Value::String(content_text.to_string())),
         build_version,
         prev_hash,
         hash,
@@ -118,10 +102,7 @@ mod tests {
     #[test]
     fn sha256_matches_the_standard_vector() {
         let hex: String = sha256(b"abc").iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -132,17 +113,30 @@ mod tests {
             let r = seal(prev.as_deref(), id, event(id).content(), "0.1.0+abc");
             prev = Some(r.hash.clone());
             // Through the content column and back, as D1 stores it.
-            rows.push(row_from_db(r.id, r.prev_hash.clone(), r.hash.clone(), &content_text(&r), r.build_version.clone()));
+            rows.push(row_from_db(
+                r.id,
+                r.prev_hash.clone(),
+                r.hash.clone(),
+                &content_text(&r),
+                r.build_version.clone(),
+            ));
         }
         let v = verify(&rows);
         assert!(v.verified, "{v:?}");
         assert_eq!(v.length, 3);
         let mut tampered = rows.clone();
-        tampered[1] = row_from_db(7, rows[1].prev_hash.clone(), rows[1].hash.clone(), &content_text(&rows[1]).replace("12900", "1290"), rows[1].build_version.clone());
+        tampered[1] = row_from_db(
+            7,
+            rows[1].prev_hash.clone(),
+            rows[1].hash.clone(),
+            &content_text(&rows[1]).replace("12900", "1290"),
+            rows[1].build_version.clone(),
+        );
         let v = verify(&tampered);
         assert_eq!((v.verified, v.first_broken_id, v.broken), (false, Some(7), Some(ChainBreak::HashMismatch)));
         let mut garbage = rows.clone();
-        garbage[2] = row_from_db(8, rows[2].prev_hash.clone(), rows[2].hash.clone(), "not json", rows[2].build_version.clone());
+        garbage[2] =
+            row_from_db(8, rows[2].prev_hash.clone(), rows[2].hash.clone(), "not json", rows[2].build_version.clone());
         assert_eq!(verify(&garbage).first_broken_id, Some(8));
     }
 

@@ -112,9 +112,10 @@ mod tests {
 
     #[test]
     fn app_errors_keep_class_and_status() {
-        let e: HandlerError = AppError::new(409, "BlockedByDependents", "Cannot delete ticket with attached transactions")
-            .with("ticket_id", ContextValue::Int(2506))
-            .into();
+        let e: HandlerError =
+            AppError::new(409, "BlockedByDependents", "Cannot delete ticket with attached transactions")
+                .with("ticket_id", ContextValue::Int(2506))
+                .into();
         assert_eq!(e.status(), 409);
         assert_eq!(e.client_body("req_1")["error"], "BlockedByDependents");
     }

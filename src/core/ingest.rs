@@ -42,7 +42,9 @@ impl std::fmt::Display for BatchError {
             BatchError::NotABatch(e) => {
                 write!(f, "ingest body is not {{\"records\": [...], \"cron_check_ins\": [...]}}: {e}")
             }
-            BatchError::TooManyRecords { count } => write!(f, "{count} records exceed the batch limit {MAX_BATCH_RECORDS}"),
+            BatchError::TooManyRecords { count } => {
+                write!(f, "{count} records exceed the batch limit {MAX_BATCH_RECORDS}")
+            }
             BatchError::TooManyCheckIns { count } => {
                 write!(f, "{count} cron check-ins exceed the batch limit {MAX_BATCH_CHECK_INS}")
             }
@@ -226,7 +228,10 @@ mod tests {
         assert!(matches!(parse_batch(b"{}", "s", NOW), Err(BatchError::NotABatch(ref e)) if e.contains("neither")));
         assert!(matches!(parse_batch(&vec![b' '; MAX_INGEST_BYTES + 1], "s", NOW), Err(BatchError::TooLarge { .. })));
         let many = batch_body(std::iter::repeat_n("1", MAX_BATCH_RECORDS + 1));
-        assert_eq!(parse_batch(many.as_bytes(), "s", NOW).unwrap_err(), BatchError::TooManyRecords { count: MAX_BATCH_RECORDS + 1 });
+        assert_eq!(
+            parse_batch(many.as_bytes(), "s", NOW).unwrap_err(),
+            BatchError::TooManyRecords { count: MAX_BATCH_RECORDS + 1 }
+        );
         let ci = serde_json::to_string(&check_in("daily_reconciliation", "cron_d_2026_05_10", NOW)).unwrap();
         let many = format!("{{\"cron_check_ins\":[{}]}}", vec![ci; MAX_BATCH_CHECK_INS + 1].join(","));
         assert_eq!(
@@ -261,7 +266,8 @@ mod tests {
         let ahead = check_in("daily_reconciliation", "cron_d_2026_05_11", NOW + 3_600_000);
         let seconds = check_in("daily_reconciliation", "cron_d_2026_05_10", NOW / 1000);
         let mut long = end.clone();
-        long.kind = CheckInKind::End { ok: true, ms: MAX_CHECK_IN_RUN_MS + 1, results: Default::default(), errors_count: 0 };
+        long.kind =
+            CheckInKind::End { ok: true, ms: MAX_CHECK_IN_RUN_MS + 1, results: Default::default(), errors_count: 0 };
         let items: Vec<String> = [&good, &bad_name, &end, &bad_run, &ahead, &seconds, &long]
             .iter()
             .map(|c| serde_json::to_string(c).unwrap())
@@ -274,7 +280,14 @@ mod tests {
         let rejected: Vec<(&str, usize)> = p.rejected.iter().map(|r| (r.list, r.index)).collect();
         assert_eq!(
             rejected,
-            vec![("cron_check_ins", 1), ("cron_check_ins", 3), ("cron_check_ins", 4), ("cron_check_ins", 5), ("cron_check_ins", 6), ("cron_check_ins", 7)]
+            vec![
+                ("cron_check_ins", 1),
+                ("cron_check_ins", 3),
+                ("cron_check_ins", 4),
+                ("cron_check_ins", 5),
+                ("cron_check_ins", 6),
+                ("cron_check_ins", 7)
+            ]
         );
         assert!(p.rejected[0].reason.contains("cron must be"), "{:?}", p.rejected[0]);
         assert!(p.rejected[1].reason.contains("run_id"), "{:?}", p.rejected[1]);

@@ -71,11 +71,7 @@ impl ExternalCounts {
     }
 
     pub fn to_field(self) -> Vec<String> {
-        EXTERNAL_SERVICES
-            .iter()
-            .zip(self.0)
-            .map(|(s, n)| format!("{s}:{n}"))
-            .collect()
+        EXTERNAL_SERVICES.iter().zip(self.0).map(|(s, n)| format!("{s}:{n}")).collect()
     }
 }
 
@@ -108,9 +104,8 @@ impl RequestRecord {
     /// The single JSON line for this record.
     pub fn to_line(&self) -> String {
         // Serialization of these plain types cannot fail; fall back to a minimal line anyway.
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!("{{\"request_id\":{:?},\"log_error\":{:?}}}", self.request_id, e.to_string())
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"request_id\":{:?},\"log_error\":{:?}}}", self.request_id, e.to_string()))
     }
 
     pub fn is_server_error(&self) -> bool {
@@ -173,9 +168,25 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&r.to_line()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         for k in [
-            "ts", "request_id", "shop", "staff_id", "staff_label", "path", "method", "status", "ms",
-            "d1_queries", "d1_slowest", "d1_n_plus_one", "r2_ops", "external_calls", "cost_micros",
-            "error_class", "error_msg", "error_context", "build_version",
+            "ts",
+            "request_id",
+            "shop",
+            "staff_id",
+            "staff_label",
+            "path",
+            "method",
+            "status",
+            "ms",
+            "d1_queries",
+            "d1_slowest",
+            "d1_n_plus_one",
+            "r2_ops",
+            "external_calls",
+            "cost_micros",
+            "error_class",
+            "error_msg",
+            "error_context",
+            "build_version",
         ] {
             assert!(keys.contains(&k), "missing {k} in {keys:?}");
         }

@@ -131,15 +131,10 @@ pub fn scrub_text_capped(input: &str, max_chars: usize) -> String {
             }
             i += 1;
             out.push_str(REDACTED);
-        } else if c.is_whitespace()
-            || matches!(c, ',' | ';' | ':' | '[' | ']' | '{' | '}' | '<' | '>')
-        {
+        } else if c.is_whitespace() || matches!(c, ',' | ';' | ':' | '[' | ']' | '{' | '}' | '<' | '>') {
             // Phone and card numbers are written in groups ("4242 4242", "415 - 555 0100"):
             // keep a digit group together with the next one so the whole number is judged.
-            if (c.is_whitespace() || c == ':')
-                && token_is_digitish(&token)
-                && digits_follow(&chars, i)
-            {
+            if (c.is_whitespace() || c == ':') && token_is_digitish(&token) && digits_follow(&chars, i) {
                 token.push(c);
             } else {
                 flush(&mut token, &mut out);
@@ -166,11 +161,8 @@ pub fn cap_chars(s: String, max_chars: usize) -> String {
 
 fn token_is_digitish(t: &str) -> bool {
     t.chars().any(|c| c.is_ascii_digit())
-        && t.chars().all(|c| {
-            c.is_ascii_digit()
-                || c.is_whitespace()
-                || matches!(c, '-' | '+' | '.' | '(' | ')' | '/' | ':')
-        })
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c.is_whitespace() || matches!(c, '-' | '+' | '.' | '(' | ')' | '/' | ':'))
 }
 
 /// Whether, from the separator at `i`, only group separators stand before the next digit.
@@ -203,9 +195,7 @@ pub fn has_secret_prefix(t: &str) -> bool {
         let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
         word_start
             && lower.is_char_boundary(i)
-            && SECRET_PREFIXES
-                .iter()
-                .any(|p| lower[i..].starts_with(p) && lower.len() - i >= p.len() + 8)
+            && SECRET_PREFIXES.iter().any(|p| lower[i..].starts_with(p) && lower.len() - i >= p.len() + 8)
     })
 }
 
@@ -227,20 +217,9 @@ pub fn is_sensitive_token(t: &str) -> bool {
     }
     // key=value pairs whose key names a secret.
     if let Some((k, _)) = lower.split_once('=') {
-        if [
-            "key",
-            "token",
-            "secret",
-            "password",
-            "auth",
-            "signature",
-            "sig",
-            "phone",
-            "email",
-            "name",
-        ]
-        .iter()
-        .any(|s| k.contains(s))
+        if ["key", "token", "secret", "password", "auth", "signature", "sig", "phone", "email", "name"]
+            .iter()
+            .any(|s| k.contains(s))
         {
             return true;
         }
@@ -272,8 +251,7 @@ fn opaque_runs(t: &str) -> bool {
         .any(|run| {
             let b = run.as_bytes();
             run.bytes().any(|c| c.is_ascii_digit())
-                || b.windows(2)
-                    .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+                || b.windows(2).any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
         })
 }
 
@@ -351,8 +329,7 @@ pub fn looks_like_name(word: &str) -> bool {
         let boundary = i > 0
             && c.is_uppercase()
             && (chars[i - 1].is_lowercase()
-                || (chars[i - 1].is_uppercase()
-                    && chars.get(i + 1).is_some_and(|n| n.is_lowercase())));
+                || (chars[i - 1].is_uppercase() && chars.get(i + 1).is_some_and(|n| n.is_lowercase())));
         if boundary {
             humps.push(std::mem::take(&mut cur));
         }
@@ -360,8 +337,7 @@ pub fn looks_like_name(word: &str) -> bool {
     }
     humps.push(cur);
     humps.iter().any(|h| {
-        let capitalized = h.chars().next().is_some_and(|c| c.is_uppercase())
-            && h.chars().any(|c| c.is_lowercase());
+        let capitalized = h.chars().next().is_some_and(|c| c.is_uppercase()) && h.chars().any(|c| c.is_lowercase());
         capitalized && !NOT_NAMES.contains(&h.to_lowercase().as_str())
     })
 }
@@ -378,10 +354,7 @@ pub fn redact_names(text: &str) -> String {
         if word.chars().any(|c| c.is_ascii_digit()) {
             out.push_str(word);
         } else {
-            let parts: Vec<&str> = word
-                .split('_')
-                .map(|p| if looks_like_name(p) { REDACTED } else { p })
-                .collect();
+            let parts: Vec<&str> = word.split('_').map(|p| if looks_like_name(p) { REDACTED } else { p }).collect();
             out.push_str(&parts.join("_"));
         }
         word.clear();
@@ -389,10 +362,7 @@ pub fn redact_names(text: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let escape = c == '%'
-            && chars
-                .get(i + 1..i + 3)
-                .is_some_and(|h| h.iter().all(char::is_ascii_hexdigit));
+        let escape = c == '%' && chars.get(i + 1..i + 3).is_some_and(|h| h.iter().all(char::is_ascii_hexdigit));
         if escape {
             flush(&mut word, &mut out);
             out.extend(&chars[i..i + 3]);
@@ -428,14 +398,8 @@ mod tests {
     #[test]
     fn context_text_values_are_scrubbed() {
         let mut c = ErrorContext::new();
-        c.insert(
-            "reason",
-            ContextValue::Text("mail bob@example.com now".into()),
-        );
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            r#"{"reason":"mail [redacted] now"}"#
-        );
+        c.insert("reason", ContextValue::Text("mail bob@example.com now".into()));
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"reason":"mail [redacted] now"}"#);
     }
 
     #[test]
@@ -444,46 +408,22 @@ mod tests {
             scrub_text(r#"UNIQUE constraint failed: customers.name "Alice Smith""#),
             "UNIQUE constraint failed: customers.name [redacted]"
         );
-        assert_eq!(
-            scrub_text("no such column: 'Bob'"),
-            "no such column: [redacted]"
-        );
+        assert_eq!(scrub_text("no such column: 'Bob'"), "no such column: [redacted]");
     }
 
     #[test]
     fn scrub_removes_emails_cards_phones() {
-        assert_eq!(
-            scrub_text("to alice@shop.co failed"),
-            "to [redacted] failed"
-        );
-        assert_eq!(
-            scrub_text("card 4242424242424242 declined"),
-            "card [redacted] declined"
-        );
-        assert_eq!(
-            scrub_text("card 4242-4242-4242-4242 declined"),
-            "card [redacted] declined"
-        );
-        assert_eq!(
-            scrub_text("sms to +1 415 555 0100 failed"),
-            "sms to [redacted] failed"
-        );
-        assert_eq!(
-            scrub_text("sms to (415) 555-0100 failed"),
-            "sms to [redacted] failed"
-        );
+        assert_eq!(scrub_text("to alice@shop.co failed"), "to [redacted] failed");
+        assert_eq!(scrub_text("card 4242424242424242 declined"), "card [redacted] declined");
+        assert_eq!(scrub_text("card 4242-4242-4242-4242 declined"), "card [redacted] declined");
+        assert_eq!(scrub_text("sms to +1 415 555 0100 failed"), "sms to [redacted] failed");
+        assert_eq!(scrub_text("sms to (415) 555-0100 failed"), "sms to [redacted] failed");
     }
 
     #[test]
     fn scrub_removes_secrets() {
-        assert_eq!(
-            scrub_text("key sk_live_51HxYzAbCdEfGhIjKl bad"),
-            "key [redacted] bad"
-        );
-        assert_eq!(
-            scrub_text("Authorization: Bearer abcdefghijklmnop1234"),
-            "Authorization: Bearer [redacted]"
-        );
+        assert_eq!(scrub_text("key sk_live_51HxYzAbCdEfGhIjKl bad"), "key [redacted] bad");
+        assert_eq!(scrub_text("Authorization: Bearer abcdefghijklmnop1234"), "Authorization: Bearer [redacted]");
         assert_eq!(scrub_text("url ?api_key=abc123"), "url [redacted]");
         assert_eq!(scrub_text("whsec_abcdefghijklmnop123"), "[redacted]");
     }
@@ -492,42 +432,21 @@ mod tests {
     fn scrub_keeps_plain_messages() {
         let m = "Cannot delete ticket 2506 with attached transactions";
         assert_eq!(scrub_text(m), m);
-        assert_eq!(
-            scrub_text("D1_ERROR: no such table: tickets"),
-            "D1_ERROR: no such table: tickets"
-        );
+        assert_eq!(scrub_text("D1_ERROR: no such table: tickets"), "D1_ERROR: no such table: tickets");
     }
 
     #[test]
     fn scrub_removes_capitalized_names() {
-        assert_eq!(
-            scrub_text("Card declined for Alice Smith"),
-            "Card declined for [redacted] [redacted]"
-        );
-        assert_eq!(
-            scrub_text("Alice called about her order"),
-            "[redacted] called about her order"
-        );
+        assert_eq!(scrub_text("Card declined for Alice Smith"), "Card declined for [redacted] [redacted]");
+        assert_eq!(scrub_text("Alice called about her order"), "[redacted] called about her order");
         assert_eq!(
             scrub_text("refund to McDonald, Smith-Jones and José"),
             "refund to [redacted], [redacted]-[redacted] and [redacted]"
         );
-        assert_eq!(
-            scrub_text("message=Sent+to+Priya"),
-            "message=Sent+to+[redacted]"
-        );
-        assert_eq!(
-            scrub_text("invalid name Alice%20Smith"),
-            "invalid name [redacted]%20[redacted]"
-        );
-        assert_eq!(
-            scrub_text("no customer Alice_Smith"),
-            "no customer [redacted]_[redacted]"
-        );
-        assert_eq!(
-            scrub_text("no such payment_method pm_1Nx"),
-            "no such payment_method pm_1Nx"
-        );
+        assert_eq!(scrub_text("message=Sent+to+Priya"), "message=Sent+to+[redacted]");
+        assert_eq!(scrub_text("invalid name Alice%20Smith"), "invalid name [redacted]%20[redacted]");
+        assert_eq!(scrub_text("no customer Alice_Smith"), "no customer [redacted]_[redacted]");
+        assert_eq!(scrub_text("no such payment_method pm_1Nx"), "no such payment_method pm_1Nx");
     }
 
     #[test]
@@ -565,56 +484,23 @@ mod tests {
             "4242 - 4242 - 4242 - 4242",
             "3782 822463 10005",
         ] {
-            assert_eq!(
-                scrub_text(&format!("card {card} declined")),
-                "card [redacted] declined",
-                "{card}"
-            );
+            assert_eq!(scrub_text(&format!("card {card} declined")), "card [redacted] declined", "{card}");
         }
-        for phone in [
-            "+44 20 7946 0958",
-            "415.555.0100",
-            "+1 (415) 555-0100",
-            "+14155550100",
-            "415 555 0100",
-        ] {
-            assert_eq!(
-                scrub_text(&format!("sms to {phone} failed")),
-                "sms to [redacted] failed",
-                "{phone}"
-            );
-            assert_eq!(
-                scrub_text(&format!("to:{phone}")),
-                "to:[redacted]",
-                "{phone}"
-            );
+        for phone in ["+44 20 7946 0958", "415.555.0100", "+1 (415) 555-0100", "+14155550100", "415 555 0100"] {
+            assert_eq!(scrub_text(&format!("sms to {phone} failed")), "sms to [redacted] failed", "{phone}");
+            assert_eq!(scrub_text(&format!("to:{phone}")), "to:[redacted]", "{phone}");
         }
-        assert_eq!(
-            scrub_text("ticket 2506 has 3 lines"),
-            "ticket 2506 has 3 lines"
-        );
+        assert_eq!(scrub_text("ticket 2506 has 3 lines"), "ticket 2506 has 3 lines");
     }
 
     #[test]
     fn scrub_removes_secrets_inside_tokens() {
         assert_eq!(scrub_text("(sk_live_abcdefghijklmnop)"), "[redacted]");
         assert_eq!(scrub_text("apiKey=sk_test_abcdefghijkl"), "[redacted]");
-        assert_eq!(
-            scrub_text("token abcdefabcdefabcdefabcdefabcdefab"),
-            "token [redacted]"
-        );
-        assert_eq!(
-            scrub_text("auth 0123456789abcdef0123456789abcdef"),
-            "auth [redacted]"
-        );
-        assert_eq!(
-            scrub_text("sig AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"),
-            "sig [redacted]"
-        );
-        assert_eq!(
-            scrub_text("key sk-ant-api03-AbCdEfGhIjKl_mnOp-qrst"),
-            "key [redacted]"
-        );
+        assert_eq!(scrub_text("token abcdefabcdefabcdefabcdefabcdefab"), "token [redacted]");
+        assert_eq!(scrub_text("auth 0123456789abcdef0123456789abcdef"), "auth [redacted]");
+        assert_eq!(scrub_text("sig AbCdEfGhIjKlMnOpQrStUvWxYzAbCdEfGh"), "sig [redacted]");
+        assert_eq!(scrub_text("key sk-ant-api03-AbCdEfGhIjKl_mnOp-qrst"), "key [redacted]");
     }
 
     #[test]

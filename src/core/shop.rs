@@ -21,11 +21,7 @@ pub fn resolve_shop(shop_slug: Option<&str>, shops: Option<&str>, host: &str) ->
     if !is_slug(label) || host.parse::<std::net::Ipv4Addr>().is_ok() {
         return ShopResolution::Missing;
     }
-    let listed = shops
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .any(|s| !s.is_empty() && s.eq_ignore_ascii_case(label));
+    let listed = shops.unwrap_or("").split(',').map(str::trim).any(|s| !s.is_empty() && s.eq_ignore_ascii_case(label));
     if listed {
         ShopResolution::Known(label.to_string())
     } else {
@@ -56,12 +52,18 @@ mod tests {
 
     #[test]
     fn slug_var_wins() {
-        assert_eq!(resolve_shop(Some("swicked"), Some("a,b"), "b.example.com"), ShopResolution::Known("swicked".into()));
+        assert_eq!(
+            resolve_shop(Some("swicked"), Some("a,b"), "b.example.com"),
+            ShopResolution::Known("swicked".into())
+        );
     }
 
     #[test]
     fn host_label_must_be_listed() {
-        assert_eq!(resolve_shop(None, Some("swicked, demo"), "demo.shops.test:8787"), ShopResolution::Known("demo".into()));
+        assert_eq!(
+            resolve_shop(None, Some("swicked, demo"), "demo.shops.test:8787"),
+            ShopResolution::Known("demo".into())
+        );
         assert_eq!(resolve_shop(None, Some("swicked"), "other.shops.test"), ShopResolution::Unknown("other".into()));
         assert_eq!(resolve_shop(None, None, "swicked.shops.test"), ShopResolution::Unknown("swicked".into()));
         assert_eq!(resolve_shop(None, Some("swicked"), "127.0.0.1:8787"), ShopResolution::Missing);

@@ -42,7 +42,13 @@ pub fn sign(secret: &str, timestamp: i64, payload: &[u8]) -> String {
 }
 
 /// Verify a `Stripe-Signature` header for `payload`.
-pub fn verify(header: Option<&str>, payload: &[u8], secret: &str, now_s: i64, tolerance_s: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    header: Option<&str>,
+    payload: &[u8],
+    secret: &str,
+    now_s: i64,
+    tolerance_s: i64,
+) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::MissingHeader)?;
     let mut timestamp = None;
     let mut candidates = Vec::new();
@@ -114,9 +120,15 @@ mod tests {
         let sig = sign(SECRET, 1_700_000_000, body);
         let header = format!("t=1700000000,v1={sig}");
         let now = 1_700_000_010;
-        assert_eq!(verify(Some(&header), br#"{"id":"evt_2"}"#, SECRET, now, 300), Err(SignatureError::NoMatchingSignature));
+        assert_eq!(
+            verify(Some(&header), br#"{"id":"evt_2"}"#, SECRET, now, 300),
+            Err(SignatureError::NoMatchingSignature)
+        );
         assert_eq!(verify(Some(&header), body, "whsec_other", now, 300), Err(SignatureError::NoMatchingSignature));
-        assert_eq!(verify(Some(&header), body, SECRET, now + 1000, 300), Err(SignatureError::TimestampOutsideTolerance));
+        assert_eq!(
+            verify(Some(&header), body, SECRET, now + 1000, 300),
+            Err(SignatureError::TimestampOutsideTolerance)
+        );
         assert_eq!(verify(None, body, SECRET, now, 300), Err(SignatureError::MissingHeader));
         assert_eq!(verify(Some("t=abc,v1=00"), body, SECRET, now, 300), Err(SignatureError::MalformedHeader));
         assert_eq!(verify(Some("t=1700000000"), body, SECRET, now, 300), Err(SignatureError::MalformedHeader));

@@ -11,8 +11,8 @@ use crate::core::error::AppError;
 use crate::core::redact::ContextValue;
 use crate::core::stripe;
 use crate::edge::app_services as services;
-use crate::edge::db::{int, Db};
 use crate::edge::audit;
+use crate::edge::db::{int, Db};
 use crate::edge::instrument::{AppResult, Failure, RequestCtx};
 
 /// Largest JSON body the app accepts.
@@ -74,11 +74,11 @@ struct Session {
 /// The app's session: a `session` cookie naming a row of `sessions`.
 async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Failure> {
     let cookie = req.headers().get("cookie")?.unwrap_or_default();
-    let token = cookie
-        .split(';')
-        .filter_map(|c| c.trim().strip_prefix("session="))
-        .next()
-        .ok_or(AppError::new(401, "Unauthenticated", "sign in first"))?;
+    let token = cookie.split(';').filter_map(|c| c.trim().strip_prefix("session=")).next().ok_or(AppError::new(
+        401,
+        "Unauthenticated",
+        "sign in first",
+    ))?;
     let session: Option<Session> = db
         .first(
             "SELECT s.staff_id, st.first_name FROM sessions s JOIN staff st ON st.id = s.staff_id WHERE s.token = ?",
@@ -91,10 +91,7 @@ async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Fa
 }
 
 fn parse_id(s: &str) -> Result<i64, Failure> {
-    s.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| AppError::bad_request("ids are positive integers").into())
+    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| AppError::bad_request("ids are positive integers").into())
 }
 
 /// Largest photo accepted.
@@ -139,7 +136,8 @@ async fn get_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
             &[int(id), ctx.shop.as_str().into()],
         )
         .await?;
-    let ticket = ticket.ok_or_else(|| AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)))?;
+    let ticket =
+        ticket.ok_or_else(|| AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)))?;
     let lines: Vec<Line> = db
         .all("SELECT id, description, qty, unit_cents FROM ticket_lines WHERE ticket_id = ? ORDER BY id", &[int(id)])
         .await?;
@@ -197,7 +195,8 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
         )
         .await?;
     let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
-    let figures = vec![("line_id", row.as_ref().map_or(0, |l| l.id)), ("qty", line.qty), ("unit_cents", line.unit_cents)];
+    let figures =
+        vec![("line_id", row.as_ref().map_or(0, |l| l.id)), ("qty", line.qty), ("unit_cents", line.unit_cents)];
     audit::ticket_event(db, ctx, "ticket_line_added", id, customer, figures).await?;
     Ok(Response::from_json(&row)?.with_status(201))
 }
@@ -205,8 +204,11 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
 /// Stripe webhooks: the raw body must carry a valid `Stripe-Signature`; a failure answers
 /// 400 `StripeSignatureInvalid`, which the monitor counts.
 async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
-    let secret = crate::edge::config::var(&ctx.env, "STRIPE_WEBHOOK_SECRET")
-        .ok_or(AppError::new(500, "ConfigError", "STRIPE_WEBHOOK_SECRET is not configured"))?;
+    let secret = crate::edge::config::var(&ctx.env, "STRIPE_WEBHOOK_SECRET").ok_or(AppError::new(
+        500,
+        "ConfigError",
+        "STRIPE_WEBHOOK_SECRET is not configured",
+    ))?;
     let header = req.headers().get("stripe-signature")?;
     let body = req.bytes().await?;
     if body.len() > 64 * 1024 {
@@ -240,7 +242,9 @@ async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
             Ok(Response::ok(format!("fault {status}"))?.with_status(status))
         }
         // A runtime error whose message carries a customer's name, as real ones do.
-        ["error"] => Err(worker::Error::RustError("lookup failed for customer 'Alice Smith' <alice@example.com>".into()).into()),
+        ["error"] => {
+            Err(worker::Error::RustError("lookup failed for customer 'Alice Smith' <alice@example.com>".into()).into())
+        }
         ["panic"] => {
             let name = "Alice Smith";
             panic!("unexpected state for customer {name}");

@@ -71,7 +71,8 @@ pub async fn charge(db: &Db, ctx: &Rc<RequestCtx>, id: i64, body: Charge) -> App
     if !answer.ok() {
         return Err(upstream_failed(Service::Stripe, &answer));
     }
-    db.run("INSERT INTO transactions (ticket_id, amount_cents) VALUES (?, ?)", &[int(id), int(body.amount_cents)]).await?;
+    db.run("INSERT INTO transactions (ticket_id, amount_cents) VALUES (?, ?)", &[int(id), int(body.amount_cents)])
+        .await?;
     Ok(Response::from_json(&serde_json::json!({"charged": body.amount_cents, "ticket_id": id}))?.with_status(201))
 }
 
@@ -136,8 +137,9 @@ pub async fn summarize(db: &Db, ctx: &Rc<RequestCtx>, body: Summarize) -> AppRes
         description: String,
         qty: i64,
     }
-    let lines: Vec<L> =
-        db.all("SELECT description, qty FROM ticket_lines WHERE ticket_id = ? ORDER BY id", &[int(body.ticket_id)]).await?;
+    let lines: Vec<L> = db
+        .all("SELECT description, qty FROM ticket_lines WHERE ticket_id = ? ORDER BY id", &[int(body.ticket_id)])
+        .await?;
     let text: Vec<String> = lines.iter().map(|l| format!("{} x {}", l.qty, l.description)).collect();
     let key = secret(ctx, "ANTHROPIC_API_KEY")?;
     let prompt = serde_json::json!({
@@ -224,14 +226,17 @@ pub async fn open_lines_report(db: &Db, ctx: &Rc<RequestCtx>) -> AppResult {
     struct Total {
         total_cents: Option<i64>,
     }
-    let tickets: Vec<T> =
-        db.all("SELECT id FROM tickets WHERE shop = ? AND status = 'open' ORDER BY id", &[ctx.shop.as_str().into()]).await?;
+    let tickets: Vec<T> = db
+        .all("SELECT id FROM tickets WHERE shop = ? AND status = 'open' ORDER BY id", &[ctx.shop.as_str().into()])
+        .await?;
     let mut report = Vec::new();
     for t in &tickets {
         let total: Option<Total> = db
             .first("SELECT SUM(qty * unit_cents) AS total_cents FROM ticket_lines WHERE ticket_id = ?", &[int(t.id)])
             .await?;
-        report.push(serde_json::json!({"ticket_id": t.id, "total_cents": total.and_then(|x| x.total_cents).unwrap_or(0)}));
+        report.push(
+            serde_json::json!({"ticket_id": t.id, "total_cents": total.and_then(|x| x.total_cents).unwrap_or(0)}),
+        );
     }
     Ok(Response::from_json(&serde_json::json!({"tickets": report}))?)
 }

@@ -54,7 +54,8 @@ async fn send_one(env: &Env, e: &OutboxEntry) -> Result<(), String> {
         Channel::Email => {
             let from = config::var(env, "ALERT_EMAIL_FROM").ok_or("ALERT_EMAIL_FROM is no longer set")?;
             let to = config::var(env, "ALERT_EMAIL_TO").ok_or("ALERT_EMAIL_TO is no longer set")?;
-            let mailer = env.send_email(MAILER_BINDING).map_err(|_| format!("no {MAILER_BINDING} send_email binding"))?;
+            let mailer =
+                env.send_email(MAILER_BINDING).map_err(|_| format!("no {MAILER_BINDING} send_email binding"))?;
             let m = email_message(&e.notification);
             let builder = worker::SendEmailBuilder::builder(&from, &to, &m.subject).text(&m.text).build();
             mailer.send_with_builder(&builder).await.map(|_| ()).map_err(|e| format!("email send failed: {e:?}"))

@@ -67,7 +67,8 @@ pub async fn send(ctx: &RequestCtx, call: Call, cost: impl FnOnce(&Answer) -> Op
     let t0 = now_ms();
     let mut attempt = 1u32;
     let (outcome, answer, content_type) = loop {
-        let (outcome, answer, ct, retry_after) = match attempt_once(&call, &url, key.as_deref(), &ctx.request_id).await {
+        let (outcome, answer, ct, retry_after) = match attempt_once(&call, &url, key.as_deref(), &ctx.request_id).await
+        {
             Ok((status, body, ct, retry_after)) => {
                 (CallOutcome::Status(status), Some(Answer { status, body }), ct, retry_after)
             }

@@ -15,8 +15,8 @@ use crate::core::error::{AppError, HandlerError, UnexpectedError};
 use crate::core::record::RequestRecord;
 use crate::core::request_id::make_request_id;
 use crate::core::shop::{resolve_shop, staff_label, ShopResolution};
-use crate::edge::{config, forward};
 use crate::edge::panic::{self, InFlight, Tracked};
+use crate::edge::{config, forward};
 
 #[wasm_bindgen]
 extern "C" {
@@ -155,16 +155,20 @@ where
     let cf_ray = req.headers().get("cf-ray").ok().flatten();
     let request_id: Rc<str> = make_request_id(cf_ray.as_deref(), random_u64()).into();
     let settings = config::settings(&env);
-    let record = RequestRecord::start(wall_now(), request_id.to_string(), &req.method().to_string(), &req.path(), &settings.build_version);
+    let record = RequestRecord::start(
+        wall_now(),
+        request_id.to_string(),
+        &req.method().to_string(),
+        &req.path(),
+        &settings.build_version,
+    );
     let state = Rc::new(InFlight::new(record, t0, AsRef::<JsValue>::as_ref(req.inner()).clone()));
     panic::register(Rc::clone(&state));
 
     let host = req.headers().get("host").ok().flatten().unwrap_or_default();
     let resolution = match scope {
         Scope::Operator => ShopResolution::Known(String::new()),
-        Scope::Shop => {
-            resolve_shop(settings.shop_slug.as_deref(), settings.shops.as_deref(), &host)
-        }
+        Scope::Shop => resolve_shop(settings.shop_slug.as_deref(), settings.shops.as_deref(), &host),
     };
     let monitor_env = env.clone();
     let outcome: AppResult = match resolution {
@@ -175,9 +179,11 @@ where
             let rctx = Rc::new(RequestCtx { env, request_id: Rc::clone(&request_id), shop, state: Rc::clone(&state) });
             Tracked { request_id: Rc::clone(&request_id), inner: Box::pin(handler(req, rctx)) }.await
         }
-        ShopResolution::Unknown(_) => Err(AppError::new(404, "UnknownShop", "this host does not name a configured shop")
-            .with("shop_known", crate::core::redact::ContextValue::Bool(false))
-            .into()),
+        ShopResolution::Unknown(_) => {
+            Err(AppError::new(404, "UnknownShop", "this host does not name a configured shop")
+                .with("shop_known", crate::core::redact::ContextValue::Bool(false))
+                .into())
+        }
         ShopResolution::Missing => Err(AppError::new(404, "UnknownShop", "the request names no shop").into()),
     };
 

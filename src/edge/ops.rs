@@ -32,7 +32,9 @@ pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
         Err(AuthError::NotConfigured) => {
             return Err(AppError::new(401, "Unauthorized", "operator API closed: OPS_TOKEN is not configured").into())
         }
-        Err(_) => return Err(AppError::new(401, "Unauthorized", "operator token required (Authorization: Bearer)").into()),
+        Err(_) => {
+            return Err(AppError::new(401, "Unauthorized", "operator token required (Authorization: Bearer)").into())
+        }
     }
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -69,9 +69,8 @@ pub fn register(f: Rc<InFlight>) {
 }
 
 pub fn unregister(request_id: &str) {
-    IN_FLIGHT.with(|v| {
-        v.borrow_mut().retain(|f| f.record.try_borrow().map(|r| r.request_id != request_id).unwrap_or(true))
-    });
+    IN_FLIGHT
+        .with(|v| v.borrow_mut().retain(|f| f.record.try_borrow().map(|r| r.request_id != request_id).unwrap_or(true)));
 }
 
 thread_local! {

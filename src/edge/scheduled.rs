@@ -103,11 +103,8 @@ async fn run_one(env: &Env, entry: &WatchEntry, shop: &str, build_version: &str,
     let flight = Rc::new(RunInFlight { run: run.clone(), results: RefCell::new(Results::new()) });
     RUNS.with(|r| r.borrow_mut().push(Rc::clone(&flight)));
     let test_env = config::is_test_env(env);
-    let outcome = TrackedRun {
-        key: flight.key(),
-        inner: Box::pin(run_job(env, &entry.cron, shop, test_env, &flight)),
-    }
-    .await;
+    let outcome =
+        TrackedRun { key: flight.key(), inner: Box::pin(run_job(env, &entry.cron, shop, test_env, &flight)) }.await;
     RUNS.with(|r| r.borrow_mut().retain(|f| !Rc::ptr_eq(f, &flight)));
     let errors = match outcome {
         Ok(()) => Vec::new(),
@@ -152,7 +149,10 @@ async fn run_job(env: &Env, cron: &str, shop: &str, test_env: bool, flight: &Run
 async fn monitor_job(env: &Env, shop: &str, path: &str, results: &RefCell<Results>) -> JobResult {
     let (status, body) = monitor_request(env, shop, Method::Post, path, None).await?;
     if status != 200 {
-        return Err(JobFailure { class: "MonitorError".into(), message: format!("monitor answered {status} for {path}") });
+        return Err(JobFailure {
+            class: "MonitorError".into(),
+            message: format!("monitor answered {status} for {path}"),
+        });
     }
     #[derive(serde::Deserialize)]
     struct Answer {

@@ -118,7 +118,8 @@ impl ShopMonitor {
         struct Row {
             value: String,
         }
-        let rows: Vec<Row> = self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?.to_array().ok()?;
+        let rows: Vec<Row> =
+            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?.to_array().ok()?;
         rows.into_iter().next().map(|r| r.value)
     }
 
@@ -147,16 +148,18 @@ impl ShopMonitor {
                 let msg = format!("ALERT_RULES rejected, defaults in force: {e}");
                 log(serde_json::json!({"kind": "config_error", "shop": shop, "var": "ALERT_RULES", "error": msg}));
                 *self.config_error.borrow_mut() = Some(msg);
-                MonitorConfig::from_alert_rules_json("", self.channels()).map_err(|e| worker::Error::RustError(e.to_string()))?
+                MonitorConfig::from_alert_rules_json("", self.channels())
+                    .map_err(|e| worker::Error::RustError(e.to_string()))?
             }
         };
-        let snapshot: Option<MonitorSnapshot> = self.meta_get("snapshot").and_then(|s| match serde_json::from_str(&s) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                log(serde_json::json!({"kind": "monitor_restore_error", "shop": shop, "error": e.to_string()}));
-                None
-            }
-        });
+        let snapshot: Option<MonitorSnapshot> =
+            self.meta_get("snapshot").and_then(|s| match serde_json::from_str(&s) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    log(serde_json::json!({"kind": "monitor_restore_error", "shop": shop, "error": e.to_string()}));
+                    None
+                }
+            });
         #[derive(serde::Deserialize)]
         struct Row {
             data: String,
@@ -201,7 +204,9 @@ impl ShopMonitor {
         let cron = match self.meta_get("cron").map(|s| serde_json::from_str::<CronPersisted>(&s)) {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
-                log(serde_json::json!({"kind": "monitor_restore_error", "shop": shop, "part": "cron", "error": e.to_string(), "at_ms": now}));
+                log(
+                    serde_json::json!({"kind": "monitor_restore_error", "shop": shop, "part": "cron", "error": e.to_string(), "at_ms": now}),
+                );
                 CronPersisted::default()
             }
             None => CronPersisted::default(),
@@ -271,10 +276,10 @@ impl ShopMonitor {
             c.ai_resume(&self.cron_config.borrow(), now)
         };
         match result {
-            Err(ResumeError::NotPaused) => {
-                Response::from_json(&serde_json::json!({"error": "NotPaused", "message": ResumeError::NotPaused.to_string()}))
-                    .map(|r| r.with_status(409))
-            }
+            Err(ResumeError::NotPaused) => Response::from_json(
+                &serde_json::json!({"error": "NotPaused", "message": ResumeError::NotPaused.to_string()}),
+            )
+            .map(|r| r.with_status(409)),
             Ok(events) => {
                 self.notify(&events, now);
                 self.persist_all(now);
@@ -308,7 +313,9 @@ impl ShopMonitor {
             Ok(p) => p,
             Err(e) => {
                 let status = if matches!(e, BatchError::TooLarge { .. }) { 413 } else { 400 };
-                log(serde_json::json!({"kind": "monitor_ingest_refused", "shop": shop, "error": e.to_string(), "limit_bytes": MAX_INGEST_BYTES}));
+                log(
+                    serde_json::json!({"kind": "monitor_ingest_refused", "shop": shop, "error": e.to_string(), "limit_bytes": MAX_INGEST_BYTES}),
+                );
                 return Response::error(e.to_string(), status);
             }
         };
@@ -365,7 +372,9 @@ impl ShopMonitor {
             obj.insert("last_alarm_lag_ms".into(), serde_json::json!(self.last_alarm_lag_ms.get()));
             obj.insert("storage_bytes".into(), serde_json::json!(self.sql().database_size()));
             if let Some(c) = self.cron.borrow().as_ref() {
-                if let Ok(serde_json::Value::Object(cron)) = serde_json::to_value(c.status(&self.cron_config.borrow(), now)) {
+                if let Ok(serde_json::Value::Object(cron)) =
+                    serde_json::to_value(c.status(&self.cron_config.borrow(), now))
+                {
                     obj.extend(cron);
                 }
             }
@@ -410,7 +419,9 @@ impl ShopMonitor {
                         let _ = m.mark_delivery_sent(id);
                     }
                     Err(e) => {
-                        log(serde_json::json!({"kind": "alert_delivery_failed", "shop": m.shop(), "delivery": id, "error": e}));
+                        log(
+                            serde_json::json!({"kind": "alert_delivery_failed", "shop": m.shop(), "delivery": id, "error": e}),
+                        );
                         let _ = m.mark_delivery_failed(id, now, &e);
                     }
                 }
@@ -426,9 +437,14 @@ impl ShopMonitor {
         let mut written = Vec::new();
         for b in m.dirty_closed_buckets(now) {
             let Ok(data) = serde_json::to_string(&b) else { continue };
-            match sql.exec("INSERT OR REPLACE INTO buckets (start_ms, data) VALUES (?, ?)", vec![b.start_ms.into(), data.into()]) {
+            match sql.exec(
+                "INSERT OR REPLACE INTO buckets (start_ms, data) VALUES (?, ?)",
+                vec![b.start_ms.into(), data.into()],
+            ) {
                 Ok(_) => written.push(b.key()),
-                Err(e) => log(serde_json::json!({"kind": "monitor_storage_error", "shop": m.shop(), "error": e.to_string()})),
+                Err(e) => {
+                    log(serde_json::json!({"kind": "monitor_storage_error", "shop": m.shop(), "error": e.to_string()}))
+                }
             }
         }
         m.mark_buckets_persisted(&written);
@@ -445,7 +461,8 @@ impl ShopMonitor {
     /// when it runs).
     async fn arm(&self, now: i64) {
         let monitor_due = self.monitor.borrow().as_ref().and_then(|m| m.next_due_ms(now));
-        let cron_due = self.cron.borrow().as_ref().and_then(|c| c.next_due_ms(&self.cron_config.borrow())).map(|t| t.max(now));
+        let cron_due =
+            self.cron.borrow().as_ref().and_then(|c| c.next_due_ms(&self.cron_config.borrow())).map(|t| t.max(now));
         let next = match (monitor_due, cron_due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -454,7 +471,12 @@ impl ShopMonitor {
         if self.armed_at.get().is_some_and(|a| a <= next && a >= now - 1000) {
             return;
         }
-        match self.state.storage().set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(&(next as f64).into()))).await {
+        match self
+            .state
+            .storage()
+            .set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(&(next as f64).into())))
+            .await
+        {
             Ok(()) => self.armed_at.set(Some(next)),
             Err(e) => log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()})),
         }

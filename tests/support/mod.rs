@@ -58,7 +58,19 @@ fn d1_template() -> &'static Path {
         m.args(["wrangler", "d1", "migrations", "apply", "DB", "--local", "--env", "test", "--persist-to", &d]);
         run_ok(m, "d1 migrations apply");
         let mut s = npx();
-        s.args(["wrangler", "d1", "execute", "DB", "--local", "--env", "test", "--persist-to", &d, "--file", "scripts/seed.sql"]);
+        s.args([
+            "wrangler",
+            "d1",
+            "execute",
+            "DB",
+            "--local",
+            "--env",
+            "test",
+            "--persist-to",
+            &d,
+            "--file",
+            "scripts/seed.sql",
+        ]);
         run_ok(s, "d1 seed");
         dir
     })
@@ -104,7 +116,10 @@ impl Server {
     }
 
     pub fn start_with(opts: Opts) -> Server {
-        assert!(root().join("build/index.js").exists(), "build/index.js missing: run scripts/build (scripts/test does)");
+        assert!(
+            root().join("build/index.js").exists(),
+            "build/index.js missing: run scripts/build (scripts/test does)"
+        );
         let port = free_port();
         let state_dir = root().join("target").join("e2e").join(format!("state-{}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
@@ -116,7 +131,12 @@ impl Server {
             .args(["--inspector-port", &free_port().to_string()])
             .args(["--test-scheduled", "--show-interactive-dev-session=false", "--persist-to"])
             .arg(&state_dir)
-            .args(["--var", &format!("OPS_TOKEN:{OPS_TOKEN}"), "--var", &format!("STRIPE_WEBHOOK_SECRET:{STRIPE_SECRET}")]);
+            .args([
+                "--var",
+                &format!("OPS_TOKEN:{OPS_TOKEN}"),
+                "--var",
+                &format!("STRIPE_WEBHOOK_SECRET:{STRIPE_SECRET}"),
+            ]);
         for (k, v) in &opts.vars {
             c.args(["--var", &format!("{k}:{v}")]);
         }
@@ -273,11 +293,8 @@ impl Req {
         let req = b.body(self.body.unwrap_or_default()).expect("request");
         let mut res = agent().run(req).unwrap_or_else(|e| panic!("{} {}: {e}", self.method, self.url));
         let status = res.status().as_u16();
-        let headers: Vec<(String, String)> = res
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-            .collect();
+        let headers: Vec<(String, String)> =
+            res.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
         let request_id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = res.body_mut().read_to_string().unwrap_or_default();
         Resp { status, request_id, headers, body }

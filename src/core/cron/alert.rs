@@ -76,16 +76,12 @@ pub const CRON_RULES: [CronRule; 5] = [
 /// The rule named `name`. Names are the constants above; an unknown name gets a generic
 /// warning rule rather than a panic.
 pub fn rule(name: &str) -> CronRule {
-    CRON_RULES
-        .iter()
-        .copied()
-        .find(|r| r.name == name)
-        .unwrap_or(CronRule {
-            name: "unknown_rule",
-            severity: Severity::Warning,
-            description: "An alert this build does not know",
-            action: "Check the monitor",
-        })
+    CRON_RULES.iter().copied().find(|r| r.name == name).unwrap_or(CronRule {
+        name: "unknown_rule",
+        severity: Severity::Warning,
+        description: "An alert this build does not know",
+        action: "Check the monitor",
+    })
 }
 
 /// One alert transition, ready for the notification layer: serializable, no secrets, no PII.
@@ -194,10 +190,7 @@ mod tests {
         let v: serde_json::Value = serde_json::to_value(&e).unwrap();
         assert_eq!(v["state"], "firing");
         assert_eq!(v["severity"], "critical");
-        assert_eq!(
-            v["action"],
-            "Check Cloudflare cron status; run it by hand if needed"
-        );
+        assert_eq!(v["action"], "Check Cloudflare cron status; run it by hand if needed");
         let back: CronAlertEvent = serde_json::from_value(v).unwrap();
         assert_eq!(back, e);
     }

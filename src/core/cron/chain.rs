@@ -18,8 +18,7 @@ use super::alert::{AlertState, CronAlertEvent, OpenAlert, AUDIT_CHAIN_BROKEN};
 use super::record::Results;
 
 /// `prev_hash` of the first row.
-pub const GENESIS_PREV_HASH: &str =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+pub const GENESIS_PREV_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One `audit_events` row as the verifier sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,10 +127,7 @@ fn write_canonical(v: &Value, out: &mut String) {
 /// The canonical content of a row (see the module doc).
 pub fn canonical_content(id: i64, build_version: &str, content: &Value) -> String {
     let mut m = serde_json::Map::new();
-    m.insert(
-        "build_version".into(),
-        Value::String(build_version.to_string()),
-    );
+    m.insert("build_version".into(), Value::String(build_version.to_string()));
     m.insert("content".into(), content.clone());
     m.insert("id".into(), Value::from(id));
     canonical_json(&Value::Object(m))
@@ -151,9 +147,7 @@ fn hex(d: &[u8; 32]) -> String {
 }
 
 fn is_hash(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `hex(hash(prev_hash ++ "\n" ++ canonical))`.
@@ -169,30 +163,13 @@ pub fn seal_row(
     build_version: &str,
     hash: impl Fn(&[u8]) -> [u8; 32],
 ) -> AuditRow {
-    let h = chain_hash(
-        prev_hash,
-        &canonical_content(id, build_version, &content),
-        hash,
-    );
-    AuditRow {
-        id,
-        content,
-        build_version: build_version.to_string(),
-        prev_hash: prev_hash.to_string(),
-        hash: h,
-    }
+    let h = chain_hash(prev_hash, &canonical_content(id, build_version, &content), hash);
+    AuditRow { id, content, build_version: build_version.to_string(), prev_hash: prev_hash.to_string(), hash: h }
 }
 
 /// The bytes to hash for each row, in order (hash them, then [`verify_chain_with_digests`]).
 pub fn chain_inputs(rows: &[AuditRow]) -> Vec<Vec<u8>> {
-    rows.iter()
-        .map(|r| {
-            chain_input(
-                &r.prev_hash,
-                &canonical_content(r.id, &r.build_version, &r.content),
-            )
-        })
-        .collect()
+    rows.iter().map(|r| chain_input(&r.prev_hash, &canonical_content(r.id, &r.build_version, &r.content))).collect()
 }
 
 /// Verify rows given in chain order (`ORDER BY id`), from the genesis row.
@@ -220,11 +197,7 @@ pub fn verify_chain_with_digests(
     verify_with(rows, anchor, digests)
 }
 
-fn verify_with(
-    rows: &[AuditRow],
-    anchor: Option<&ChainAnchor>,
-    digests: &[[u8; 32]],
-) -> ChainVerdict {
+fn verify_with(rows: &[AuditRow], anchor: Option<&ChainAnchor>, digests: &[[u8; 32]]) -> ChainVerdict {
     let length = rows.len() as u64;
     let broken = |id: Option<i64>, why: ChainBreak| ChainVerdict {
         verified: false,
@@ -267,10 +240,7 @@ fn verify_with(
         length,
         first_broken_id: None,
         broken: None,
-        head: rows.last().map(|r| ChainAnchor {
-            id: r.id,
-            hash: r.hash.clone(),
-        }),
+        head: rows.last().map(|r| ChainAnchor { id: r.id, hash: r.hash.clone() }),
     }
 }
 
@@ -297,9 +267,7 @@ impl AuditChainWatch {
         now_ms: i64,
     ) -> Vec<CronAlertEvent> {
         self.last_checked_ms = Some(now_ms);
-        let shrank = self
-            .last_verified_length
-            .filter(|l| verified && length < *l);
+        let shrank = self.last_verified_length.filter(|l| verified && length < *l);
         let mut events = Vec::new();
         if verified && shrank.is_none() {
             self.last_verified_ms = Some(now_ms);
@@ -357,26 +325,12 @@ impl AuditChainWatch {
 
     /// Take a reconciliation's `results`: `audit_chain_verified` (required, else nothing
     /// happens), `audit_chain_length`, `audit_chain_first_broken_id`.
-    pub fn observe_results(
-        &mut self,
-        results: &Results,
-        run_id: Option<&str>,
-        now_ms: i64,
-    ) -> Vec<CronAlertEvent> {
+    pub fn observe_results(&mut self, results: &Results, run_id: Option<&str>, now_ms: i64) -> Vec<CronAlertEvent> {
         let Some(verified) = results.get_bool("audit_chain_verified") else {
             return Vec::new();
         };
-        let length = results
-            .get_i64("audit_chain_length")
-            .and_then(|l| u64::try_from(l).ok())
-            .unwrap_or(0);
-        self.observe(
-            verified,
-            length,
-            results.get_i64("audit_chain_first_broken_id"),
-            run_id,
-            now_ms,
-        )
+        let length = results.get_i64("audit_chain_length").and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
+        self.observe(verified, length, results.get_i64("audit_chain_first_broken_id"), run_id, now_ms)
     }
 }
 
@@ -405,13 +359,7 @@ pub(crate) mod tests {
         let mut prev = GENESIS_PREV_HASH.to_string();
         for id in 1..=n {
             let content = json!({"ts": format!("2026-05-10T07:00:{:02}Z", id), "actor": "system", "action": "sale", "entity_id": id * 10, "amount_cents": 1250});
-            let row = seal_row(
-                &prev,
-                id,
-                content,
-                if id < 3 { "0.4.10" } else { "0.4.11" },
-                test_hash,
-            );
+            let row = seal_row(&prev, id, content, if id < 3 { "0.4.10" } else { "0.4.11" }, test_hash);
             prev = row.hash.clone();
             rows.push(row);
         }
@@ -421,16 +369,9 @@ pub(crate) mod tests {
     #[test]
     fn canonical_form_is_stable() {
         let a = json!({"b": 1, "a": {"z": [1, 2.5, 3.0], "y": "q\"x"}, "c": null});
+        assert_eq!(canonical_json(&a), r#"{"a":{"y":"q\"x","z":[1,2.5,3]},"b":1,"c":null}"#);
         assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"y":"q\"x","z":[1,2.5,3]},"b":1,"c":null}"#
-        );
-        assert_eq!(
-            canonical_content(
-                7,
-                "0.4.11",
-                &json!({"action": "sale", "amount_cents": 1250.0})
-            ),
+            canonical_content(7, "0.4.11", &json!({"action": "sale", "amount_cents": 1250.0})),
             r#"{"build_version":"0.4.11","content":{"action":"sale","amount_cents":1250},"id":7}"#
         );
         let mut rev = serde_json::Map::new();
@@ -446,21 +387,12 @@ pub(crate) mod tests {
         assert!(v.verified, "{v:?}");
         assert_eq!(v.length, 6);
         assert_eq!(v.first_broken_id, None);
-        assert_eq!(
-            v.head,
-            Some(ChainAnchor {
-                id: 6,
-                hash: rows[5].hash.clone()
-            })
-        );
+        assert_eq!(v.head, Some(ChainAnchor { id: 6, hash: rows[5].hash.clone() }));
         assert!(verify_chain(&[], test_hash).verified);
         // The same through externally computed digests (the WebCrypto path).
         let digests: Vec<[u8; 32]> = chain_inputs(&rows).iter().map(|b| test_hash(b)).collect();
         assert!(verify_chain_with_digests(&rows, None, &digests).verified);
-        assert_eq!(
-            verify_chain_with_digests(&rows, None, &digests[1..]).broken,
-            Some(ChainBreak::DigestCount)
-        );
+        assert_eq!(verify_chain_with_digests(&rows, None, &digests[1..]).broken, Some(ChainBreak::DigestCount));
     }
 
     #[test]
@@ -468,10 +400,7 @@ pub(crate) mod tests {
         let mut rows = chain(6);
         rows[3].content["amount_cents"] = json!(1);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.verified, v.first_broken_id, v.broken),
-            (false, Some(4), Some(ChainBreak::HashMismatch))
-        );
+        assert_eq!((v.verified, v.first_broken_id, v.broken), (false, Some(4), Some(ChainBreak::HashMismatch)));
         let mut rows = chain(6);
         rows[1].build_version = "0.4.11".into();
         assert_eq!(verify_chain(&rows, test_hash).first_broken_id, Some(2));
@@ -483,29 +412,17 @@ pub(crate) mod tests {
         let mut rows = chain(6);
         rows[2].hash = "f".repeat(64);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.first_broken_id, v.broken),
-            (Some(3), Some(ChainBreak::HashMismatch))
-        );
+        assert_eq!((v.first_broken_id, v.broken), (Some(3), Some(ChainBreak::HashMismatch)));
         // Content edited and its hash recomputed: the next row's link breaks.
         let mut rows = chain(6);
         rows[2].content["amount_cents"] = json!(1);
-        rows[2].hash = chain_hash(
-            &rows[2].prev_hash,
-            &canonical_content(3, &rows[2].build_version, &rows[2].content),
-            test_hash,
-        );
+        rows[2].hash =
+            chain_hash(&rows[2].prev_hash, &canonical_content(3, &rows[2].build_version, &rows[2].content), test_hash);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.first_broken_id, v.broken),
-            (Some(4), Some(ChainBreak::BrokenLink))
-        );
+        assert_eq!((v.first_broken_id, v.broken), (Some(4), Some(ChainBreak::BrokenLink)));
         let mut rows = chain(3);
         rows[1].hash = "XYZ".into();
-        assert_eq!(
-            verify_chain(&rows, test_hash).broken,
-            Some(ChainBreak::MalformedHash)
-        );
+        assert_eq!(verify_chain(&rows, test_hash).broken, Some(ChainBreak::MalformedHash));
     }
 
     #[test]
@@ -513,16 +430,10 @@ pub(crate) mod tests {
         let mut rows = chain(6);
         rows.remove(2);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.first_broken_id, v.broken, v.length),
-            (Some(4), Some(ChainBreak::BrokenLink), 5)
-        );
+        assert_eq!((v.first_broken_id, v.broken, v.length), (Some(4), Some(ChainBreak::BrokenLink), 5));
         let mut rows = chain(6);
         rows.remove(0);
-        assert_eq!(
-            verify_chain(&rows, test_hash).broken,
-            Some(ChainBreak::BadGenesis)
-        );
+        assert_eq!(verify_chain(&rows, test_hash).broken, Some(ChainBreak::BadGenesis));
     }
 
     #[test]
@@ -530,25 +441,16 @@ pub(crate) mod tests {
         let mut rows = chain(6);
         rows.swap(2, 3);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.first_broken_id, v.broken),
-            (Some(4), Some(ChainBreak::BrokenLink))
-        );
+        assert_eq!((v.first_broken_id, v.broken), (Some(4), Some(ChainBreak::BrokenLink)));
         // Moved to the end: the ids go backwards.
         let mut rows = chain(6);
         let r = rows.remove(1);
         rows.push(r);
         let v = verify_chain(&rows, test_hash);
-        assert_eq!(
-            (v.first_broken_id, v.broken),
-            (Some(3), Some(ChainBreak::BrokenLink))
-        );
+        assert_eq!((v.first_broken_id, v.broken), (Some(3), Some(ChainBreak::BrokenLink)));
         let mut rows = chain(3);
         rows[2].id = 2;
-        assert_eq!(
-            verify_chain(&rows, test_hash).broken,
-            Some(ChainBreak::IdOrder)
-        );
+        assert_eq!(verify_chain(&rows, test_hash).broken, Some(ChainBreak::IdOrder));
         // Ids renumbered to hide the swap: the links still break.
         let mut rows = chain(6);
         rows.swap(2, 3);
@@ -565,10 +467,7 @@ pub(crate) mod tests {
         let head = verify_chain(&rows, test_hash).head.unwrap();
         assert!(verify_chain_anchored(&rows, Some(&head), test_hash).verified);
         let v = verify_chain_anchored(&rows[..4], Some(&head), test_hash);
-        assert_eq!(
-            (v.verified, v.first_broken_id, v.broken),
-            (false, Some(6), Some(ChainBreak::AnchorMissing))
-        );
+        assert_eq!((v.verified, v.first_broken_id, v.broken), (false, Some(6), Some(ChainBreak::AnchorMissing)));
         // Without an anchor a cut tail is a valid shorter chain: AuditChainWatch's length
         // check catches that case.
         assert!(verify_chain(&rows[..4], test_hash).verified);
@@ -577,39 +476,24 @@ pub(crate) mod tests {
     #[test]
     fn audit_alert_fires_at_once_and_resolves_on_a_verified_run() {
         let mut w = AuditChainWatch::default();
-        assert!(w
-            .observe(true, 10, None, Some("cron_d_2026_05_09"), 1)
-            .is_empty());
+        assert!(w.observe(true, 10, None, Some("cron_d_2026_05_09"), 1).is_empty());
         let e = w.observe(false, 10, Some(4), Some("cron_d_2026_05_10"), 100);
         assert_eq!(e.len(), 1);
-        assert_eq!(
-            (e[0].rule.as_str(), e[0].state),
-            ("audit_chain_broken", AlertState::Firing)
-        );
-        assert_eq!(
-            e[0].action,
-            "Investigate immediately; don't deploy until resolved"
-        );
+        assert_eq!((e[0].rule.as_str(), e[0].state), ("audit_chain_broken", AlertState::Firing));
+        assert_eq!(e[0].action, "Investigate immediately; don't deploy until resolved");
         assert_eq!(e[0].severity, super::super::Severity::High);
         assert!(e[0].summary.contains("row 4"));
         // Still broken the next day: no second notification.
         assert!(w.observe(false, 10, Some(4), None, 200).is_empty());
         let e = w.observe(true, 11, None, Some("cron_d_2026_05_12"), 300);
-        assert_eq!(
-            (e.len(), e[0].state, e[0].since_ms),
-            (1, AlertState::Resolved, 100)
-        );
+        assert_eq!((e.len(), e[0].state, e[0].since_ms), (1, AlertState::Resolved, 100));
         // A verified but shorter chain is truncation.
         let e = w.observe(true, 9, None, None, 400);
         assert_eq!(e.len(), 1);
         assert!(e[0].summary.contains("shrank from 11 to 9"));
         let mut r = Results::new();
-        r.flag("audit_chain_verified", true)
-            .int("audit_chain_length", 12);
-        assert_eq!(
-            w.observe_results(&r, None, 500)[0].state,
-            AlertState::Resolved
-        );
+        r.flag("audit_chain_verified", true).int("audit_chain_length", 12);
+        assert_eq!(w.observe_results(&r, None, 500)[0].state, AlertState::Resolved);
         assert!(w.observe_results(&Results::new(), None, 600).is_empty());
     }
 }

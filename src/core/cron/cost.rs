@@ -11,9 +11,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::alert::{
-    AlertState, CronAlertEvent, OpenAlert, AI_COST_PROJECTION, TWILIO_COST_PROJECTION,
-};
+use super::alert::{AlertState, CronAlertEvent, OpenAlert, AI_COST_PROJECTION, TWILIO_COST_PROJECTION};
 use super::{MIN_PROJECTION_ELAPSED_MS, TWILIO_CLEAR_PERCENT, TWILIO_FIRE_PERCENT};
 
 const DAY_MS: i64 = 86_400_000;
@@ -35,9 +33,7 @@ fn day_start_ms(d: NaiveDate) -> Option<i64> {
 /// The ISO week containing `now_ms`: `[Monday 00:00 UTC, next Monday 00:00 UTC)`.
 pub fn week_bounds_ms(now_ms: i64) -> Option<(i64, i64)> {
     let date = DateTime::from_timestamp_millis(now_ms)?.date_naive();
-    let monday = date.checked_sub_signed(Duration::days(i64::from(
-        date.weekday().num_days_from_monday(),
-    )))?;
+    let monday = date.checked_sub_signed(Duration::days(i64::from(date.weekday().num_days_from_monday())))?;
     let start = day_start_ms(monday)?;
     Some((start, start + 7 * DAY_MS))
 }
@@ -83,16 +79,11 @@ fn pct(amount: u64, percent: u64) -> u64 {
 }
 
 fn usd(micros: u64) -> String {
-    format!(
-        "${}.{:02}",
-        micros / 1_000_000,
-        (micros % 1_000_000) / 10_000
-    )
+    format!("${}.{:02}", micros / 1_000_000, (micros % 1_000_000) / 10_000)
 }
 
 fn fmt_day(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%d").to_string())
+    DateTime::from_timestamp_millis(ms).map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%d").to_string())
 }
 
 /// The Twilio figures of the last evaluation, for the status view.
@@ -272,9 +263,7 @@ impl AiGuard {
     /// What the app checks before any AI call.
     pub fn is_paused(&self, now_ms: i64) -> bool {
         let month = month_bounds_ms(now_ms).map(|b| b.0);
-        self.pause
-            .as_ref()
-            .is_some_and(|p| Some(p.period_start_ms) == month)
+        self.pause.as_ref().is_some_and(|p| Some(p.period_start_ms) == month)
     }
 
     fn resolved(&self, p: &AiPause, summary: String, now_ms: i64) -> CronAlertEvent {
@@ -303,34 +292,18 @@ impl AiGuard {
         let Some(p) = project_month(spent_month_micros, now_ms) else {
             return events;
         };
-        if let Some(pause) = self
-            .pause
-            .clone()
-            .filter(|x| x.period_start_ms != p.period_start_ms)
-        {
+        if let Some(pause) = self.pause.clone().filter(|x| x.period_start_ms != p.period_start_ms) {
             self.pause = None;
-            events.push(self.resolved(
-                &pause,
-                "AI resumed: a new month started".to_string(),
-                now_ms,
-            ));
+            events.push(self.resolved(&pause, "AI resumed: a new month started".to_string(), now_ms));
         }
-        if self
-            .resumed
-            .as_ref()
-            .is_some_and(|r| r.period_start_ms != p.period_start_ms)
-        {
+        if self.resumed.as_ref().is_some_and(|r| r.period_start_ms != p.period_start_ms) {
             self.resumed = None;
         }
         let cap = monthly_cap_micros.filter(|c| *c > 0);
         match cap {
             None => {
                 if let Some(pause) = self.pause.take() {
-                    events.push(self.resolved(
-                        &pause,
-                        "AI resumed: the monthly cap was removed".to_string(),
-                        now_ms,
-                    ));
+                    events.push(self.resolved(&pause, "AI resumed: the monthly cap was removed".to_string(), now_ms));
                 }
             }
             Some(cap) => {

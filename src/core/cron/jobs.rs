@@ -79,10 +79,7 @@ mod tests {
         for e in l.entries() {
             assert!(Job::from_name(&e.cron, false).is_some(), "{} has no job", e.cron);
         }
-        assert_eq!(
-            l.get(DAILY_AI_CHECK).map(|e| e.code.as_str()),
-            Some("ai")
-        );
+        assert_eq!(l.get(DAILY_AI_CHECK).map(|e| e.code.as_str()), Some("ai"));
         assert_eq!(Job::from_name(TEST_PANIC, false), None);
         assert_eq!(Job::from_name(TEST_PANIC, true), Some(Job::TestPanic));
     }

@@ -31,26 +31,24 @@ pub mod watchdog;
 
 pub use alert::{rule, AlertState, CronAlertEvent, CronRule, Severity, CRON_RULES};
 pub use chain::{
-    canonical_content, canonical_json, chain_hash, chain_input, chain_inputs, seal_row,
-    verify_chain, verify_chain_anchored, verify_chain_with_digests, AuditChainWatch, AuditRow,
-    ChainAnchor, ChainBreak, ChainVerdict, GENESIS_PREV_HASH,
+    canonical_content, canonical_json, chain_hash, chain_input, chain_inputs, seal_row, verify_chain,
+    verify_chain_anchored, verify_chain_with_digests, AuditChainWatch, AuditRow, ChainAnchor, ChainBreak, ChainVerdict,
+    GENESIS_PREV_HASH,
 };
 pub use cost::{
-    month_bounds_ms, project_month, project_week, week_bounds_ms, AiGuard, AiPause, AiResume,
-    AiStatus, PauseReason, PeriodProjection, TwilioCostWatch, TwilioStatus,
-};
-pub use record::{
-    run_id_for_slot, run_id_unscheduled, CheckInKind, CronCheckIn, CronErrorEntry, CronRecord,
-    CronRun, Figure, Results,
+    month_bounds_ms, project_month, project_week, week_bounds_ms, AiGuard, AiPause, AiResume, AiStatus, PauseReason,
+    PeriodProjection, TwilioCostWatch, TwilioStatus,
 };
 pub use jobs::{default_watch_list, watch_list_from_var, Job, DEFAULT_CRON_WATCH};
+pub use record::{
+    run_id_for_slot, run_id_unscheduled, CheckInKind, CronCheckIn, CronErrorEntry, CronRecord, CronRun, Figure, Results,
+};
 pub use schedule::{normalize_expression, Field, Schedule, ScheduleError, SlotMatch};
 pub use shop::{CheckInOutcome, CronConfig, CronShopStatus, ResumeError};
 pub use spend::{PeriodSpend, SpendEffect, SpendLedger};
 pub use watch::{is_cron_name, InvalidTrigger, MissingTrigger, TriggerCheck, WatchEntry, WatchError, WatchList};
 pub use watchdog::{
-    CheckInEffect, CronStatus, CronTrack, Outcome, RunRecord, RunState, SlotRecord, SlotState,
-    Watchdog, WatchdogStatus,
+    CheckInEffect, CronStatus, CronTrack, Outcome, RunRecord, RunState, SlotRecord, SlotState, Watchdog, WatchdogStatus,
 };
 
 use serde::{Deserialize, Serialize};

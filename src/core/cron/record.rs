@@ -30,10 +30,7 @@ pub enum Figure {
 pub struct Results(BTreeMap<String, Figure>);
 
 fn is_plain_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= 64
-        && k.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl<'de> Deserialize<'de> for Results {
@@ -119,17 +116,10 @@ impl CronErrorEntry {
     /// `class` keeps only `[A-Za-z0-9_.:]` (64 chars, `"Error"` if nothing is left);
     /// `raw_message` goes through [`scrub_text`].
     pub fn new(class: &str, raw_message: &str) -> Self {
-        let class: String = class
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':'))
-            .take(64)
-            .collect();
+        let class: String =
+            class.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':')).take(64).collect();
         CronErrorEntry {
-            class: if class.is_empty() {
-                "Error".to_string()
-            } else {
-                class
-            },
+            class: if class.is_empty() { "Error".to_string() } else { class },
             message: scrub_text(raw_message),
         }
     }
@@ -154,13 +144,8 @@ pub struct CronRecord {
 impl CronRecord {
     /// The single JSON line for this record.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| {
-            format!(
-                "{{\"run_id\":{:?},\"log_error\":{:?}}}",
-                self.run_id,
-                e.to_string()
-            )
-        })
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"run_id\":{:?},\"log_error\":{:?}}}", self.run_id, e.to_string()))
     }
 }
 
@@ -169,12 +154,7 @@ impl CronRecord {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CheckInKind {
     Start,
-    End {
-        ok: bool,
-        ms: u64,
-        results: Results,
-        errors_count: u32,
-    },
+    End { ok: bool, ms: u64, results: Results, errors_count: u32 },
 }
 
 /// A run's start or end, as sent to the shop's monitor.
@@ -230,31 +210,12 @@ impl CronRun {
         scheduled_ms: i64,
         at_ms: i64,
     ) -> (CronRun, CronCheckIn) {
-        let run_id = Self::run_id(
-            &entry.code,
-            &entry.schedule,
-            entry.grace_ms(),
-            scheduled_ms,
-            at_ms,
-        );
-        Self::start_with_run_id(
-            &entry.cron,
-            run_id,
-            shop,
-            build_version,
-            scheduled_ms,
-            at_ms,
-        )
+        let run_id = Self::run_id(&entry.code, &entry.schedule, entry.grace_ms(), scheduled_ms, at_ms);
+        Self::start_with_run_id(&entry.cron, run_id, shop, build_version, scheduled_ms, at_ms)
     }
 
     /// The run id [`CronRun::start`] would use.
-    pub fn run_id(
-        code: &str,
-        schedule: &Schedule,
-        grace_ms: i64,
-        scheduled_ms: i64,
-        at_ms: i64,
-    ) -> String {
+    pub fn run_id(code: &str, schedule: &Schedule, grace_ms: i64, scheduled_ms: i64, at_ms: i64) -> String {
         match schedule.attribute(Some(scheduled_ms), at_ms, grace_ms, |_| false) {
             Some(m) => run_id_for_slot(code, m.slot_ms, schedule.is_sub_daily()),
             None => run_id_unscheduled(code, at_ms),
@@ -289,12 +250,7 @@ impl CronRun {
     }
 
     /// End the run: its one summary line and the End check-in. `ok` is "no errors".
-    pub fn finish(
-        self,
-        at_ms: i64,
-        results: Results,
-        errors: Vec<CronErrorEntry>,
-    ) -> (CronRecord, CronCheckIn) {
+    pub fn finish(self, at_ms: i64, results: Results, errors: Vec<CronErrorEntry>) -> (CronRecord, CronCheckIn) {
         let ms = u64::try_from(at_ms.saturating_sub(self.started_at_ms)).unwrap_or(0);
         let check_in = CronCheckIn {
             cron: self.cron.clone(),
@@ -328,9 +284,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-            .unwrap()
-            .timestamp_millis()
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp_millis()
     }
 
     fn entry(expr: &str) -> WatchEntry {
@@ -340,8 +294,7 @@ mod tests {
     #[test]
     fn golden_summary_line() {
         let slot = ms(2026, 5, 10, 7, 0, 0);
-        let (run, start) =
-            CronRun::start(&entry("0 7 * * *"), "swicked", "0.1.0+abc1234", slot, slot);
+        let (run, start) = CronRun::start(&entry("0 7 * * *"), "swicked", "0.1.0+abc1234", slot, slot);
         assert_eq!(start.run_id, "cron_d_2026_05_10");
         assert_eq!(start.kind, CheckInKind::Start);
         let mut r = Results::new();
@@ -354,15 +307,7 @@ mod tests {
             rec.to_line(),
             r#"{"ts":"2026-05-10T07:00:00.000Z","cron":"daily_reconciliation","run_id":"cron_d_2026_05_10","shop":"swicked","ms":8420,"results":{"audit_chain_length":18437,"audit_chain_verified":true,"low_stock_alerts":3,"sales_reconciled":47},"errors":[],"build_version":"0.1.0+abc1234"}"#
         );
-        assert!(matches!(
-            end.kind,
-            CheckInKind::End {
-                ok: true,
-                ms: 8420,
-                errors_count: 0,
-                ..
-            }
-        ));
+        assert!(matches!(end.kind, CheckInKind::End { ok: true, ms: 8420, errors_count: 0, .. }));
         assert_eq!(end.at_ms, slot + 8420);
     }
 
@@ -371,29 +316,15 @@ mod tests {
         let slot = ms(2026, 5, 10, 7, 0, 0);
         let (run, _) = CronRun::start(&entry("0 7 * * *"), "swicked", "v", slot, slot + 5);
         let errs = vec![
-            CronErrorEntry::new(
-                "D1_ERROR",
-                r#"UNIQUE constraint failed: customers.email "bob@example.com""#,
-            ),
+            CronErrorEntry::new("D1_ERROR", r#"UNIQUE constraint failed: customers.email "bob@example.com""#),
             CronErrorEntry::new("<panic>\n", "sms to +1 415 555 0100 failed"),
         ];
         let (rec, end) = run.finish(slot + 1005, Results::new(), errs);
-        assert_eq!(
-            rec.errors[0].message,
-            "UNIQUE constraint failed: customers.email [redacted]"
-        );
+        assert_eq!(rec.errors[0].message, "UNIQUE constraint failed: customers.email [redacted]");
         assert_eq!(rec.errors[1].class, "panic");
         assert_eq!(rec.errors[1].message, "sms to [redacted] failed");
         assert!(!rec.to_line().contains("example.com"));
-        assert!(matches!(
-            end.kind,
-            CheckInKind::End {
-                ok: false,
-                errors_count: 2,
-                ms: 1000,
-                ..
-            }
-        ));
+        assert!(matches!(end.kind, CheckInKind::End { ok: false, errors_count: 2, ms: 1000, .. }));
     }
 
     #[test]
@@ -406,39 +337,23 @@ mod tests {
         // Midnight job started early the evening before: the slot's date.
         let m = entry("0 0 * * *");
         let s11 = ms(2026, 5, 11, 0, 0, 0);
-        assert_eq!(
-            CronRun::start(&m, "s", "v", s11 - 60_000, s11 - 60_000)
-                .1
-                .run_id,
-            "cron_d_2026_05_11"
-        );
+        assert_eq!(CronRun::start(&m, "s", "v", s11 - 60_000, s11 - 60_000).1.run_id, "cron_d_2026_05_11");
         // Sub-daily adds HHMM.
         let f = entry("*/5 * * * *");
         let s = ms(2026, 5, 10, 14, 25, 0);
-        assert_eq!(
-            CronRun::start(&f, "s", "v", s, s + 2_000).1.run_id,
-            "cron_d_2026_05_10_1425"
-        );
+        assert_eq!(CronRun::start(&f, "s", "v", s, s + 2_000).1.run_id, "cron_d_2026_05_10_1425");
         // Far from any slot (a manual run through /__scheduled): unscheduled id.
         let at = ms(2026, 5, 10, 14, 23, 11) + 250;
-        assert_eq!(
-            CronRun::start(&d, "s", "v", at, at).1.run_id,
-            "cron_d_2026_05_10_m142311"
-        );
+        assert_eq!(CronRun::start(&d, "s", "v", at, at).1.run_id, "cron_d_2026_05_10_m142311");
     }
 
     #[test]
     fn results_keep_figures_only() {
         let v = serde_json::json!({"a": 1, "b": true, "c": 1.5, "name": "Alice", "Bad Key": 3, "o": {"x": 1}});
         let r: Results = serde_json::from_value(v).unwrap();
-        assert_eq!(
-            serde_json::to_string(&r).unwrap(),
-            r#"{"a":1,"b":true,"c":1.5}"#
-        );
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"a":1,"b":true,"c":1.5}"#);
         let mut r = Results::new();
-        r.set("x", Figure::Float(f64::NAN))
-            .set("Y", Figure::Int(1))
-            .int("ok_key", 2);
+        r.set("x", Figure::Float(f64::NAN)).set("Y", Figure::Int(1)).int("ok_key", 2);
         assert_eq!(r.len(), 1);
         assert_eq!(r.get_i64("ok_key"), Some(2));
     }
@@ -451,19 +366,11 @@ mod tests {
             cron: "daily_reconciliation".into(),
             run_id: "cron_d_2026_05_10".into(),
             scheduled_ms: 1,
-            kind: CheckInKind::End {
-                ok: true,
-                ms: 5,
-                results: r,
-                errors_count: 0,
-            },
+            kind: CheckInKind::End { ok: true, ms: 5, results: r, errors_count: 0 },
             at_ms: 6,
         };
         let line = serde_json::to_string(&c).unwrap();
-        assert!(
-            line.contains(r#""kind":{"type":"end","ok":true,"ms":5"#),
-            "{line}"
-        );
+        assert!(line.contains(r#""kind":{"type":"end","ok":true,"ms":5"#), "{line}");
         assert_eq!(serde_json::from_str::<CronCheckIn>(&line).unwrap(), c);
         let rec: CronRecord = serde_json::from_str(
             r#"{"ts":"2026-05-10T07:00:00.000Z","cron":"c","run_id":"r","shop":"s","ms":1,"results":{},"errors":[],"build_version":"v"}"#,

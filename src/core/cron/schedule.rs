@@ -31,13 +31,7 @@ pub enum Field {
     DayOfWeek,
 }
 
-const FIELDS: [Field; 5] = [
-    Field::Minute,
-    Field::Hour,
-    Field::DayOfMonth,
-    Field::Month,
-    Field::DayOfWeek,
-];
+const FIELDS: [Field; 5] = [Field::Minute, Field::Hour, Field::DayOfMonth, Field::Month, Field::DayOfWeek];
 
 impl fmt::Display for Field {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -61,25 +55,13 @@ pub enum ScheduleError {
     /// Not exactly five fields (Workers crons have no seconds and no year field).
     FieldCount { expr: String, found: usize },
     /// A character Cloudflare does not accept in this field (e.g. `?`, or `L` in `hour`).
-    IllegalCharacter {
-        field: Field,
-        value: String,
-        ch: char,
-    },
+    IllegalCharacter { field: Field, value: String, ch: char },
     /// Letters that are not a three-letter month (month field) or weekday (day-of-week
     /// field), or a modifier letter used where it means nothing (bare `L` in day-of-week).
-    UnknownName {
-        field: Field,
-        value: String,
-        name: String,
-    },
+    UnknownName { field: Field, value: String, name: String },
     /// Legal characters but a rejected value: out of range, empty or reversed range, zero
     /// step. `detail` is croner's message.
-    InvalidField {
-        field: Field,
-        value: String,
-        detail: String,
-    },
+    InvalidField { field: Field, value: String, detail: String },
     /// Every field is fine alone but croner rejects the whole expression.
     Rejected { expr: String, detail: String },
     /// Valid syntax that matches no time at all (e.g. `0 0 30 2 *`, February 30th).
@@ -117,15 +99,10 @@ impl std::error::Error for ScheduleError {}
 /// Collapse whitespace and upper-case: the form used to compare the watch list with
 /// `wrangler.toml` and with `controller.cron`.
 pub fn normalize_expression(expr: &str) -> String {
-    expr.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_ascii_uppercase()
+    expr.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_uppercase()
 }
 
-const MONTHS: [&str; 12] = [
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
+const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
 const WEEKDAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 /// Check one field against Cloudflare's table before croner sees it, so errors name the field.
@@ -157,9 +134,7 @@ fn check_field(field: Field, value: &str) -> Result<(), ScheduleError> {
                 },
                 Field::DayOfWeek => {
                     let name = run.strip_suffix('L').filter(|n| WEEKDAYS.contains(n));
-                    WEEKDAYS.contains(&run.as_str())
-                        || name.is_some()
-                        || (run == "L" && (after_digit || after_hash))
+                    WEEKDAYS.contains(&run.as_str()) || name.is_some() || (run == "L" && (after_digit || after_hash))
                 }
             };
             if !ok {
@@ -173,22 +148,14 @@ fn check_field(field: Field, value: &str) -> Result<(), ScheduleError> {
                             ch: run.chars().next().unwrap_or('L'),
                         }
                     } else {
-                        ScheduleError::UnknownName {
-                            field,
-                            value: value.to_string(),
-                            name: run,
-                        }
+                        ScheduleError::UnknownName { field, value: value.to_string(), name: run }
                     },
                 );
             }
             continue;
         }
         if !(c.is_ascii_digit() || matches!(c, '*' | ',' | '-' | '/') || extra.contains(&c)) {
-            return Err(ScheduleError::IllegalCharacter {
-                field,
-                value: value.to_string(),
-                ch: c,
-            });
+            return Err(ScheduleError::IllegalCharacter { field, value: value.to_string(), ch: c });
         }
         i += 1;
     }
@@ -245,16 +212,11 @@ impl Schedule {
             return Err(ScheduleError::Empty);
         }
         if trimmed.starts_with('@') {
-            return Err(ScheduleError::Nickname {
-                expr: trimmed.to_string(),
-            });
+            return Err(ScheduleError::Nickname { expr: trimmed.to_string() });
         }
         let parts: Vec<&str> = trimmed.split_whitespace().collect();
         if parts.len() != 5 {
-            return Err(ScheduleError::FieldCount {
-                expr: trimmed.to_string(),
-                found: parts.len(),
-            });
+            return Err(ScheduleError::FieldCount { expr: trimmed.to_string(), found: parts.len() });
         }
         for (field, value) in FIELDS.iter().zip(&parts) {
             check_field(*field, value)?;
@@ -269,26 +231,17 @@ impl Schedule {
         let reference = DateTime::from_timestamp(946_684_800, 0); // 2000-01-01T00:00:00Z
         let fires = reference.is_some_and(|r| cron.find_next_occurrence(&r, true).is_ok());
         if !fires {
-            return Err(ScheduleError::NeverFires {
-                expr: trimmed.to_string(),
-            });
+            return Err(ScheduleError::NeverFires { expr: trimmed.to_string() });
         }
         let minutes = cron.pattern.minutes.values().len();
         let hours = cron.pattern.hours.values().len();
-        Ok(Schedule {
-            expr: trimmed.to_string(),
-            normalized,
-            cron,
-            sub_daily: minutes * hours > 1,
-        })
+        Ok(Schedule { expr: trimmed.to_string(), normalized, cron, sub_daily: minutes * hours > 1 })
     }
 
     /// Find the field croner objects to by parsing it alone among `*`s.
     fn locate_error(parts: &[&str], normalized: &str, detail: String) -> ScheduleError {
         for (i, field) in FIELDS.iter().enumerate() {
-            let probe: Vec<&str> = (0..5)
-                .map(|j| if j == i { parts[j] } else { "*" })
-                .collect();
+            let probe: Vec<&str> = (0..5).map(|j| if j == i { parts[j] } else { "*" }).collect();
             if let Err(e) = parser().parse(&normalize_expression(&probe.join(" "))) {
                 return ScheduleError::InvalidField {
                     field: *field,
@@ -297,10 +250,7 @@ impl Schedule {
                 };
             }
         }
-        ScheduleError::Rejected {
-            expr: normalized.to_string(),
-            detail,
-        }
+        ScheduleError::Rejected { expr: normalized.to_string(), detail }
     }
 
     /// The expression as written (trimmed).
@@ -324,10 +274,7 @@ impl Schedule {
         let t = to_dt(ms)?;
         // croner works in whole seconds: a fractional `ms` must not match its own second.
         let inclusive = ms.rem_euclid(1000) == 0;
-        self.cron
-            .find_next_occurrence(&t, inclusive)
-            .ok()
-            .map(|d| d.timestamp_millis())
+        self.cron.find_next_occurrence(&t, inclusive).ok().map(|d| d.timestamp_millis())
     }
 
     /// The earliest slot strictly after `ms`.
@@ -338,10 +285,7 @@ impl Schedule {
     /// The latest slot at or before `ms`.
     pub fn prev_at_or_before_ms(&self, ms: i64) -> Option<i64> {
         let t = to_dt(ms)?;
-        self.cron
-            .find_previous_occurrence(&t, true)
-            .ok()
-            .map(|d| d.timestamp_millis())
+        self.cron.find_previous_occurrence(&t, true).ok().map(|d| d.timestamp_millis())
     }
 
     /// The latest slot strictly before `ms`.
@@ -351,8 +295,7 @@ impl Schedule {
 
     /// True when `ms` is exactly a slot (whole minute matching the pattern).
     pub fn is_slot(&self, ms: i64) -> bool {
-        ms.rem_euclid(MINUTE_MS) == 0
-            && to_dt(ms).is_some_and(|t| self.cron.is_time_matching(&t).unwrap_or(false))
+        ms.rem_euclid(MINUTE_MS) == 0 && to_dt(ms).is_some_and(|t| self.cron.is_time_matching(&t).unwrap_or(false))
     }
 
     /// How early a run may start and still belong to `slot_ms`: `min(grace, half the gap to
@@ -377,16 +320,10 @@ impl Schedule {
         taken: impl Fn(i64) -> bool,
     ) -> Option<SlotMatch> {
         if let Some(s) = scheduled_ms.filter(|s| self.is_slot(*s) && !taken(*s)) {
-            return Some(SlotMatch {
-                slot_ms: s,
-                offset_ms: at_ms.saturating_sub(s),
-                from_platform: true,
-            });
+            return Some(SlotMatch { slot_ms: s, offset_ms: at_ms.saturating_sub(s), from_platform: true });
         }
-        let late = self
-            .prev_at_or_before_ms(at_ms)
-            .filter(|p| at_ms - p <= grace_ms && !taken(*p))
-            .map(|p| (p, at_ms - p));
+        let late =
+            self.prev_at_or_before_ms(at_ms).filter(|p| at_ms - p <= grace_ms && !taken(*p)).map(|p| (p, at_ms - p));
         let early = self
             .next_after_ms(at_ms)
             .filter(|n| n - at_ms <= self.early_tolerance_ms(*n, grace_ms) && !taken(*n))
@@ -403,11 +340,7 @@ impl Schedule {
             (None, Some(e)) => e,
             (None, None) => return None,
         };
-        Some(SlotMatch {
-            slot_ms: slot,
-            offset_ms: at_ms - slot,
-            from_platform: false,
-        })
+        Some(SlotMatch { slot_ms: slot, offset_ms: at_ms - slot, from_platform: false })
     }
 }
 
@@ -417,9 +350,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
-            .unwrap()
-            .timestamp_millis()
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap().timestamp_millis()
     }
 
     fn s(expr: &str) -> Schedule {
@@ -430,43 +361,16 @@ mod tests {
     fn daily_across_month_year_and_leap_day() {
         let d = s("0 7 * * *");
         assert!(!d.is_sub_daily());
-        assert_eq!(
-            d.next_at_or_after_ms(ms(2026, 1, 31, 8, 0)),
-            Some(ms(2026, 2, 1, 7, 0))
-        );
-        assert_eq!(
-            d.next_after_ms(ms(2026, 12, 31, 7, 0)),
-            Some(ms(2027, 1, 1, 7, 0))
-        );
-        assert_eq!(
-            d.prev_at_or_before_ms(ms(2027, 1, 1, 6, 59)),
-            Some(ms(2026, 12, 31, 7, 0))
-        );
-        assert_eq!(
-            d.next_after_ms(ms(2028, 2, 28, 7, 0)),
-            Some(ms(2028, 2, 29, 7, 0))
-        );
-        assert_eq!(
-            d.next_after_ms(ms(2027, 2, 28, 7, 0)),
-            Some(ms(2027, 3, 1, 7, 0))
-        );
-        assert_eq!(
-            d.prev_before_ms(ms(2028, 3, 1, 7, 0)),
-            Some(ms(2028, 2, 29, 7, 0))
-        );
+        assert_eq!(d.next_at_or_after_ms(ms(2026, 1, 31, 8, 0)), Some(ms(2026, 2, 1, 7, 0)));
+        assert_eq!(d.next_after_ms(ms(2026, 12, 31, 7, 0)), Some(ms(2027, 1, 1, 7, 0)));
+        assert_eq!(d.prev_at_or_before_ms(ms(2027, 1, 1, 6, 59)), Some(ms(2026, 12, 31, 7, 0)));
+        assert_eq!(d.next_after_ms(ms(2028, 2, 28, 7, 0)), Some(ms(2028, 2, 29, 7, 0)));
+        assert_eq!(d.next_after_ms(ms(2027, 2, 28, 7, 0)), Some(ms(2027, 3, 1, 7, 0)));
+        assert_eq!(d.prev_before_ms(ms(2028, 3, 1, 7, 0)), Some(ms(2028, 2, 29, 7, 0)));
         // Inclusive on an exact slot, exclusive one millisecond after it.
-        assert_eq!(
-            d.next_at_or_after_ms(ms(2026, 5, 10, 7, 0)),
-            Some(ms(2026, 5, 10, 7, 0))
-        );
-        assert_eq!(
-            d.next_at_or_after_ms(ms(2026, 5, 10, 7, 0) + 1),
-            Some(ms(2026, 5, 11, 7, 0))
-        );
-        assert_eq!(
-            d.prev_at_or_before_ms(ms(2026, 5, 10, 7, 0) - 1),
-            Some(ms(2026, 5, 9, 7, 0))
-        );
+        assert_eq!(d.next_at_or_after_ms(ms(2026, 5, 10, 7, 0)), Some(ms(2026, 5, 10, 7, 0)));
+        assert_eq!(d.next_at_or_after_ms(ms(2026, 5, 10, 7, 0) + 1), Some(ms(2026, 5, 11, 7, 0)));
+        assert_eq!(d.prev_at_or_before_ms(ms(2026, 5, 10, 7, 0) - 1), Some(ms(2026, 5, 9, 7, 0)));
     }
 
     #[test]
@@ -476,51 +380,24 @@ mod tests {
         let t = ms(2026, 12, 31, 23, 58);
         assert_eq!(f.prev_at_or_before_ms(t), Some(ms(2026, 12, 31, 23, 55)));
         assert_eq!(f.next_at_or_after_ms(t), Some(ms(2027, 1, 1, 0, 0)));
-        assert_eq!(
-            f.next_after_ms(ms(2027, 1, 1, 0, 0)),
-            Some(ms(2027, 1, 1, 0, 5))
-        );
-        assert_eq!(
-            f.early_tolerance_ms(ms(2027, 1, 1, 0, 0), 1_800_000),
-            150_000
-        );
+        assert_eq!(f.next_after_ms(ms(2027, 1, 1, 0, 0)), Some(ms(2027, 1, 1, 0, 5)));
+        assert_eq!(f.early_tolerance_ms(ms(2027, 1, 1, 0, 0), 1_800_000), 150_000);
     }
 
     #[test]
     fn weekday_one_is_sunday_as_on_cloudflare() {
         // 2026-05-10 is a Sunday, 2026-05-11 a Monday.
         let sun = s("0 8 * * 1");
-        assert_eq!(
-            sun.next_at_or_after_ms(ms(2026, 5, 5, 0, 0)),
-            Some(ms(2026, 5, 10, 8, 0))
-        );
-        assert_eq!(
-            s("0 8 * * sun").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)),
-            Some(ms(2026, 5, 10, 8, 0))
-        );
+        assert_eq!(sun.next_at_or_after_ms(ms(2026, 5, 5, 0, 0)), Some(ms(2026, 5, 10, 8, 0)));
+        assert_eq!(s("0 8 * * sun").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)), Some(ms(2026, 5, 10, 8, 0)));
         let mon = s("0 8 * * MON");
-        assert_eq!(
-            mon.next_at_or_after_ms(ms(2026, 5, 5, 0, 0)),
-            Some(ms(2026, 5, 11, 8, 0))
-        );
-        assert_eq!(
-            s("0 8 * * 2").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)),
-            Some(ms(2026, 5, 11, 8, 0))
-        );
+        assert_eq!(mon.next_at_or_after_ms(ms(2026, 5, 5, 0, 0)), Some(ms(2026, 5, 11, 8, 0)));
+        assert_eq!(s("0 8 * * 2").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)), Some(ms(2026, 5, 11, 8, 0)));
         // 7 is Saturday (2026-05-09).
-        assert_eq!(
-            s("0 8 * * 7").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)),
-            Some(ms(2026, 5, 9, 8, 0))
-        );
+        assert_eq!(s("0 8 * * 7").next_at_or_after_ms(ms(2026, 5, 5, 0, 0)), Some(ms(2026, 5, 9, 8, 0)));
         // Weekly across year end: Sunday 2026-12-27 then Sunday 2027-01-03.
-        assert_eq!(
-            sun.next_after_ms(ms(2026, 12, 27, 8, 0)),
-            Some(ms(2027, 1, 3, 8, 0))
-        );
-        assert_eq!(
-            sun.early_tolerance_ms(ms(2027, 1, 3, 8, 0), 1_800_000),
-            1_800_000
-        );
+        assert_eq!(sun.next_after_ms(ms(2026, 12, 27, 8, 0)), Some(ms(2027, 1, 3, 8, 0)));
+        assert_eq!(sun.early_tolerance_ms(ms(2027, 1, 3, 8, 0), 1_800_000), 1_800_000);
         // Cloudflare's documented examples.
         let weekdays = s("10 7 * * mon-fri");
         assert_eq!(weekdays, weekdays.clone());
@@ -533,81 +410,36 @@ mod tests {
             }
             v
         };
-        assert_eq!(
-            days,
-            (11..=15).map(|d| ms(2026, 5, d, 7, 10)).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            s("10 7 * * 2-6").next_after_ms(ms(2026, 5, 9, 0, 0)),
-            Some(ms(2026, 5, 11, 7, 10))
-        );
+        assert_eq!(days, (11..=15).map(|d| ms(2026, 5, d, 7, 10)).collect::<Vec<_>>());
+        assert_eq!(s("10 7 * * 2-6").next_after_ms(ms(2026, 5, 9, 0, 0)), Some(ms(2026, 5, 11, 7, 10)));
     }
 
     #[test]
     fn monthly_last_day_and_last_friday() {
         let m = s("0 0 1 * *");
-        assert_eq!(
-            m.next_after_ms(ms(2026, 12, 1, 0, 0)),
-            Some(ms(2027, 1, 1, 0, 0))
-        );
-        assert_eq!(
-            m.prev_before_ms(ms(2026, 3, 1, 0, 0)),
-            Some(ms(2026, 2, 1, 0, 0))
-        );
+        assert_eq!(m.next_after_ms(ms(2026, 12, 1, 0, 0)), Some(ms(2027, 1, 1, 0, 0)));
+        assert_eq!(m.prev_before_ms(ms(2026, 3, 1, 0, 0)), Some(ms(2026, 2, 1, 0, 0)));
         let l = s("59 23 L * *");
-        assert_eq!(
-            l.next_at_or_after_ms(ms(2028, 2, 1, 0, 0)),
-            Some(ms(2028, 2, 29, 23, 59))
-        );
-        assert_eq!(
-            l.next_at_or_after_ms(ms(2027, 2, 1, 0, 0)),
-            Some(ms(2027, 2, 28, 23, 59))
-        );
-        assert_eq!(
-            l.next_after_ms(ms(2026, 12, 31, 23, 59)),
-            Some(ms(2027, 1, 31, 23, 59))
-        );
-        assert_eq!(
-            l.next_after_ms(ms(2026, 4, 1, 0, 0)),
-            Some(ms(2026, 4, 30, 23, 59))
-        );
+        assert_eq!(l.next_at_or_after_ms(ms(2028, 2, 1, 0, 0)), Some(ms(2028, 2, 29, 23, 59)));
+        assert_eq!(l.next_at_or_after_ms(ms(2027, 2, 1, 0, 0)), Some(ms(2027, 2, 28, 23, 59)));
+        assert_eq!(l.next_after_ms(ms(2026, 12, 31, 23, 59)), Some(ms(2027, 1, 31, 23, 59)));
+        assert_eq!(l.next_after_ms(ms(2026, 4, 1, 0, 0)), Some(ms(2026, 4, 30, 23, 59)));
         // Last Friday (6L / friL): May 2026 ends on Sunday 31st, so Friday 29th.
-        assert_eq!(
-            s("0 18 * * 6L").next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 29, 18, 0))
-        );
-        assert_eq!(
-            s("0 18 * * friL").next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 29, 18, 0))
-        );
+        assert_eq!(s("0 18 * * 6L").next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 29, 18, 0)));
+        assert_eq!(s("0 18 * * friL").next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 29, 18, 0)));
         // Last weekday (LW): 2026-05-31 is a Sunday, so Friday 29th.
-        assert_eq!(
-            s("59 23 LW * *").next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 29, 23, 59))
-        );
+        assert_eq!(s("59 23 LW * *").next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 29, 23, 59)));
         // Second Monday (MON#2 = 2#2).
-        assert_eq!(
-            s("0 9 * * MON#2").next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 11, 9, 0))
-        );
-        assert_eq!(
-            s("0 9 * * 2#2").next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 11, 9, 0))
-        );
+        assert_eq!(s("0 9 * * MON#2").next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 11, 9, 0)));
+        assert_eq!(s("0 9 * * 2#2").next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 11, 9, 0)));
     }
 
     #[test]
     fn dom_and_dow_are_ored() {
         // The 1st of the month OR any Sunday.
         let o = s("0 0 1 * 1");
-        assert_eq!(
-            o.next_after_ms(ms(2026, 5, 1, 0, 0)),
-            Some(ms(2026, 5, 3, 0, 0))
-        );
-        assert_eq!(
-            o.next_after_ms(ms(2026, 5, 31, 0, 0)),
-            Some(ms(2026, 6, 1, 0, 0))
-        );
+        assert_eq!(o.next_after_ms(ms(2026, 5, 1, 0, 0)), Some(ms(2026, 5, 3, 0, 0)));
+        assert_eq!(o.next_after_ms(ms(2026, 5, 31, 0, 0)), Some(ms(2026, 6, 1, 0, 0)));
     }
 
     #[test]
@@ -615,168 +447,47 @@ mod tests {
         use ScheduleError::*;
         assert_eq!(Schedule::parse("  "), Err(Empty));
         assert!(matches!(Schedule::parse("@daily"), Err(Nickname { .. })));
-        assert_eq!(
-            Schedule::parse("0 0 7 * * *"),
-            Err(FieldCount {
-                expr: "0 0 7 * * *".into(),
-                found: 6
-            })
-        );
-        assert!(matches!(
-            Schedule::parse("0 7 * *"),
-            Err(FieldCount { found: 4, .. })
-        ));
+        assert_eq!(Schedule::parse("0 0 7 * * *"), Err(FieldCount { expr: "0 0 7 * * *".into(), found: 6 }));
+        assert!(matches!(Schedule::parse("0 7 * *"), Err(FieldCount { found: 4, .. })));
         assert!(matches!(
             Schedule::parse("0 7 ? * *"),
-            Err(IllegalCharacter {
-                field: Field::DayOfMonth,
-                ch: '?',
-                ..
-            })
+            Err(IllegalCharacter { field: Field::DayOfMonth, ch: '?', .. })
         ));
         assert!(matches!(
             Schedule::parse("0 7 * * +1"),
-            Err(IllegalCharacter {
-                field: Field::DayOfWeek,
-                ch: '+',
-                ..
-            })
+            Err(IllegalCharacter { field: Field::DayOfWeek, ch: '+', .. })
         ));
-        assert!(matches!(
-            Schedule::parse("0 L * * *"),
-            Err(IllegalCharacter {
-                field: Field::Hour,
-                ch: 'L',
-                ..
-            })
-        ));
+        assert!(matches!(Schedule::parse("0 L * * *"), Err(IllegalCharacter { field: Field::Hour, ch: 'L', .. })));
         assert!(Schedule::parse("0 7 * * 1#2").is_ok());
         assert!(matches!(
             Schedule::parse("0 7 1#2 * *"),
-            Err(IllegalCharacter {
-                field: Field::DayOfMonth,
-                ch: '#',
-                ..
-            })
+            Err(IllegalCharacter { field: Field::DayOfMonth, ch: '#', .. })
         ));
-        assert!(matches!(
-            Schedule::parse("0 7 * JUNE *"),
-            Err(UnknownName {
-                field: Field::Month,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 * MON *"),
-            Err(UnknownName {
-                field: Field::Month,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 * * JAN"),
-            Err(UnknownName {
-                field: Field::DayOfWeek,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 * * L"),
-            Err(UnknownName {
-                field: Field::DayOfWeek,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 W * *"),
-            Err(UnknownName {
-                field: Field::DayOfMonth,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("60 7 * * *"),
-            Err(InvalidField {
-                field: Field::Minute,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 24 * * *"),
-            Err(InvalidField {
-                field: Field::Hour,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 32 * *"),
-            Err(InvalidField {
-                field: Field::DayOfMonth,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 * 13 *"),
-            Err(InvalidField {
-                field: Field::Month,
-                ..
-            })
-        ));
+        assert!(matches!(Schedule::parse("0 7 * JUNE *"), Err(UnknownName { field: Field::Month, .. })));
+        assert!(matches!(Schedule::parse("0 7 * MON *"), Err(UnknownName { field: Field::Month, .. })));
+        assert!(matches!(Schedule::parse("0 7 * * JAN"), Err(UnknownName { field: Field::DayOfWeek, .. })));
+        assert!(matches!(Schedule::parse("0 7 * * L"), Err(UnknownName { field: Field::DayOfWeek, .. })));
+        assert!(matches!(Schedule::parse("0 7 W * *"), Err(UnknownName { field: Field::DayOfMonth, .. })));
+        assert!(matches!(Schedule::parse("60 7 * * *"), Err(InvalidField { field: Field::Minute, .. })));
+        assert!(matches!(Schedule::parse("0 24 * * *"), Err(InvalidField { field: Field::Hour, .. })));
+        assert!(matches!(Schedule::parse("0 7 32 * *"), Err(InvalidField { field: Field::DayOfMonth, .. })));
+        assert!(matches!(Schedule::parse("0 7 * 13 *"), Err(InvalidField { field: Field::Month, .. })));
         // Cloudflare's weekdays are 1-7: 0 is out of range.
-        assert!(matches!(
-            Schedule::parse("0 7 * * 0"),
-            Err(InvalidField {
-                field: Field::DayOfWeek,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 7 * * 8"),
-            Err(InvalidField {
-                field: Field::DayOfWeek,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("*/0 * * * *"),
-            Err(InvalidField {
-                field: Field::Minute,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("5-1 * * * *"),
-            Err(InvalidField {
-                field: Field::Minute,
-                ..
-            })
-        ));
-        assert!(matches!(
-            Schedule::parse("0 0 30 2 *"),
-            Err(NeverFires { .. })
-        ));
+        assert!(matches!(Schedule::parse("0 7 * * 0"), Err(InvalidField { field: Field::DayOfWeek, .. })));
+        assert!(matches!(Schedule::parse("0 7 * * 8"), Err(InvalidField { field: Field::DayOfWeek, .. })));
+        assert!(matches!(Schedule::parse("*/0 * * * *"), Err(InvalidField { field: Field::Minute, .. })));
+        assert!(matches!(Schedule::parse("5-1 * * * *"), Err(InvalidField { field: Field::Minute, .. })));
+        assert!(matches!(Schedule::parse("0 0 30 2 *"), Err(NeverFires { .. })));
         let msg = Schedule::parse("0 24 * * *").unwrap_err().to_string();
         assert!(msg.contains("hour field `24`"), "{msg}");
     }
 
     #[test]
     fn steps_lists_ranges_and_names() {
-        assert_eq!(
-            s("0,30 9-10 * * *").next_after_ms(ms(2026, 5, 10, 9, 30)),
-            Some(ms(2026, 5, 10, 10, 0))
-        );
-        assert_eq!(
-            s("5/15 * * * *").next_after_ms(ms(2026, 5, 10, 9, 5)),
-            Some(ms(2026, 5, 10, 9, 20))
-        );
-        assert_eq!(
-            s("0 0 1 jan,Jul *").next_after_ms(ms(2026, 1, 1, 0, 0)),
-            Some(ms(2026, 7, 1, 0, 0))
-        );
-        assert_eq!(
-            s("0 0 15W * *").next_after_ms(ms(2026, 8, 1, 0, 0)),
-            Some(ms(2026, 8, 14, 0, 0))
-        );
+        assert_eq!(s("0,30 9-10 * * *").next_after_ms(ms(2026, 5, 10, 9, 30)), Some(ms(2026, 5, 10, 10, 0)));
+        assert_eq!(s("5/15 * * * *").next_after_ms(ms(2026, 5, 10, 9, 5)), Some(ms(2026, 5, 10, 9, 20)));
+        assert_eq!(s("0 0 1 jan,Jul *").next_after_ms(ms(2026, 1, 1, 0, 0)), Some(ms(2026, 7, 1, 0, 0)));
+        assert_eq!(s("0 0 15W * *").next_after_ms(ms(2026, 8, 1, 0, 0)), Some(ms(2026, 8, 14, 0, 0)));
         assert_eq!(normalize_expression("  0  7 * * mon "), "0 7 * * MON");
         assert_eq!(s("0 7 * * mon"), s("0  7 * * MON"));
         assert!(!s("0 7 * * *").is_sub_daily());
@@ -800,57 +511,24 @@ mod tests {
         let none = |_: i64| false;
         // The platform's exact scheduled time wins.
         let m = d.attribute(Some(slot), slot + 900, g, none).unwrap();
-        assert_eq!(
-            m,
-            SlotMatch {
-                slot_ms: slot,
-                offset_ms: 900,
-                from_platform: true
-            }
-        );
+        assert_eq!(m, SlotMatch { slot_ms: slot, offset_ms: 900, from_platform: true });
         // Late within grace; early within min(grace, half the day).
-        assert_eq!(
-            d.attribute(None, slot + 1_799_000, g, none)
-                .map(|m| m.slot_ms),
-            Some(slot)
-        );
+        assert_eq!(d.attribute(None, slot + 1_799_000, g, none).map(|m| m.slot_ms), Some(slot));
         assert_eq!(d.attribute(None, slot + 1_801_000, g, none), None);
-        let e = d
-            .attribute(Some(slot - 120_000), slot - 120_000, g, none)
-            .unwrap();
-        assert_eq!(
-            (e.slot_ms, e.offset_ms, e.from_platform),
-            (slot, -120_000, false)
-        );
+        let e = d.attribute(Some(slot - 120_000), slot - 120_000, g, none).unwrap();
+        assert_eq!((e.slot_ms, e.offset_ms, e.from_platform), (slot, -120_000, false));
         assert_eq!(d.attribute(None, slot - 1_801_000, g, none), None);
         // Never to a slot already taken.
-        assert_eq!(
-            d.attribute(Some(slot), slot + 60_000, g, |t| t == slot),
-            None
-        );
+        assert_eq!(d.attribute(Some(slot), slot + 60_000, g, |t| t == slot), None);
         let f = s("*/5 * * * *");
         let s0 = ms(2026, 5, 10, 12, 0);
         // 12:04:30 is 30 s early for 12:05 and 4.5 min late for 12:00: nearer wins.
-        assert_eq!(
-            f.attribute(None, s0 + 270_000, g, none).map(|m| m.slot_ms),
-            Some(s0 + 300_000)
-        );
+        assert_eq!(f.attribute(None, s0 + 270_000, g, none).map(|m| m.slot_ms), Some(s0 + 300_000));
         // 12:04:30 with 12:05 taken: late for 12:00.
-        assert_eq!(
-            f.attribute(None, s0 + 270_000, g, |t| t == s0 + 300_000)
-                .map(|m| m.slot_ms),
-            Some(s0)
-        );
+        assert_eq!(f.attribute(None, s0 + 270_000, g, |t| t == s0 + 300_000).map(|m| m.slot_ms), Some(s0));
         // 12:02:30: equidistant; tie goes to the earlier (late) slot.
-        assert_eq!(
-            f.attribute(None, s0 + 150_000, g, none).map(|m| m.slot_ms),
-            Some(s0)
-        );
+        assert_eq!(f.attribute(None, s0 + 150_000, g, none).map(|m| m.slot_ms), Some(s0));
         // Early tolerance for */5 is 2.5 min: 12:02:29 cannot be early for 12:05.
-        assert_eq!(
-            f.attribute(None, s0 + 149_000, g, |t| t == s0)
-                .map(|m| m.slot_ms),
-            None
-        );
+        assert_eq!(f.attribute(None, s0 + 149_000, g, |t| t == s0).map(|m| m.slot_ms), None);
     }
 }

@@ -40,9 +40,7 @@ fn micros_var(name: &str, v: Option<&str>, errors: &mut Vec<String>) -> Option<u
     match v.parse::<u64>() {
         Ok(n) => Some(n),
         Err(_) => {
-            errors.push(format!(
-                "{name} must be a whole number of micro-dollars (1 USD = 1000000); it is ignored"
-            ));
+            errors.push(format!("{name} must be a whole number of micro-dollars (1 USD = 1000000); it is ignored"));
             None
         }
     }
@@ -63,11 +61,7 @@ impl CronConfig {
         }
         let cfg = CronConfig {
             watch,
-            twilio_weekly_budget_micros: micros_var(
-                "TWILIO_WEEKLY_BUDGET_MICROS",
-                twilio_weekly_budget,
-                &mut errors,
-            ),
+            twilio_weekly_budget_micros: micros_var("TWILIO_WEEKLY_BUDGET_MICROS", twilio_weekly_budget, &mut errors),
             ai_monthly_cap_micros: micros_var("AI_MONTHLY_CAP_MICROS", ai_monthly_cap, &mut errors),
         };
         (cfg, errors)
@@ -101,9 +95,7 @@ impl CronPersisted {
     pub fn record_spend(&mut self, records: &[RequestRecord]) -> u32 {
         let mut counted = 0;
         for r in records {
-            let effect = self
-                .spend
-                .add(&r.request_id, r.ts.timestamp_millis(), r.cost_micros);
+            let effect = self.spend.add(&r.request_id, r.ts.timestamp_millis(), r.cost_micros);
             counted += u32::from(effect == super::spend::SpendEffect::Counted);
         }
         counted
@@ -115,9 +107,7 @@ impl CronPersisted {
         let outcome = self.watchdog.ingest(&cfg.watch, ci, now_ms);
         let mut events = outcome.events;
         let effect = outcome.check_in.unwrap_or(CheckInEffect::Unwatched);
-        if let (CheckInKind::End { results, .. }, false) =
-            (&ci.kind, effect == CheckInEffect::Duplicate)
-        {
+        if let (CheckInKind::End { results, .. }, false) = (&ci.kind, effect == CheckInEffect::Duplicate) {
             events.extend(self.audit.observe_results(results, Some(&ci.run_id), now_ms));
         }
         CheckInOutcome { effect, events }
@@ -137,9 +127,7 @@ impl CronPersisted {
     /// `twilio_cost_projection`; the figures go into the job's summary line.
     pub fn twilio_summary(&mut self, cfg: &CronConfig, now_ms: i64) -> (Results, Vec<CronAlertEvent>) {
         let spent = self.spend.twilio_week_micros(now_ms);
-        let events = self
-            .twilio
-            .evaluate(spent, cfg.twilio_weekly_budget_micros, now_ms);
+        let events = self.twilio.evaluate(spent, cfg.twilio_weekly_budget_micros, now_ms);
         let mut r = Results::new();
         r.int("twilio_spent_week_micros", clamp_i64(spent));
         if let Some(p) = project_week(spent, now_ms) {
@@ -203,15 +191,10 @@ impl CronPersisted {
                     week: project_week(twilio_spent, now_ms),
                     weekly_budget_micros: budget,
                     fire_threshold_micros: budget.map(|b| {
-                        u64::try_from(u128::from(b) * u128::from(super::TWILIO_FIRE_PERCENT) / 100)
-                            .unwrap_or(u64::MAX)
+                        u64::try_from(u128::from(b) * u128::from(super::TWILIO_FIRE_PERCENT) / 100).unwrap_or(u64::MAX)
                     }),
                     firing: self.twilio.firing.is_some(),
-                    last_evaluated_at: self
-                        .twilio
-                        .last
-                        .as_ref()
-                        .map(|l| rfc3339_ms(l.evaluated_at_ms)),
+                    last_evaluated_at: self.twilio.last.as_ref().map(|l| rfc3339_ms(l.evaluated_at_ms)),
                 },
                 ai: AiView {
                     month: project_month(ai_spent, now_ms),

@@ -53,13 +53,7 @@ fn add_to(periods: &mut Vec<PeriodSpend>, period_start_ms: i64, micros: u64) {
         Some(p) => p.micros = p.micros.saturating_add(micros),
         None => {
             let at = periods.partition_point(|p| p.period_start_ms < period_start_ms);
-            periods.insert(
-                at,
-                PeriodSpend {
-                    period_start_ms,
-                    micros,
-                },
-            );
+            periods.insert(at, PeriodSpend { period_start_ms, micros });
             while periods.len() > MAX_PERIODS {
                 periods.remove(0);
             }
@@ -68,9 +62,7 @@ fn add_to(periods: &mut Vec<PeriodSpend>, period_start_ms: i64, micros: u64) {
 }
 
 fn spent_in(periods: &[PeriodSpend], period_start_ms: Option<i64>) -> u64 {
-    period_start_ms
-        .and_then(|s| periods.iter().find(|p| p.period_start_ms == s))
-        .map_or(0, |p| p.micros)
+    period_start_ms.and_then(|s| periods.iter().find(|p| p.period_start_ms == s)).map_or(0, |p| p.micros)
 }
 
 impl SpendLedger {
@@ -114,9 +106,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn ms(y: i32, mo: u32, d: u32, h: u32) -> i64 {
-        Utc.with_ymd_and_hms(y, mo, d, h, 0, 0)
-            .unwrap()
-            .timestamp_millis()
+        Utc.with_ymd_and_hms(y, mo, d, h, 0, 0).unwrap().timestamp_millis()
     }
 
     fn cost(twilio: u64, claude: u64) -> CostMicros {
@@ -127,14 +117,8 @@ mod tests {
     fn spend_lands_in_the_period_of_the_record() {
         let mut l = SpendLedger::default();
         // Sunday 2026-05-10 is the last day of ISO week 19; Monday 05-11 starts week 20.
-        assert_eq!(
-            l.add("r1", ms(2026, 5, 10, 23), cost(7_900, 30_000)),
-            SpendEffect::Counted
-        );
-        assert_eq!(
-            l.add("r2", ms(2026, 5, 11, 1), cost(15_800, 0)),
-            SpendEffect::Counted
-        );
+        assert_eq!(l.add("r1", ms(2026, 5, 10, 23), cost(7_900, 30_000)), SpendEffect::Counted);
+        assert_eq!(l.add("r2", ms(2026, 5, 11, 1), cost(15_800, 0)), SpendEffect::Counted);
         assert_eq!(l.add("r3", ms(2026, 5, 11, 2), cost(0, 0)), SpendEffect::Free);
         assert_eq!(l.twilio_week_micros(ms(2026, 5, 10, 12)), 7_900);
         assert_eq!(l.twilio_week_micros(ms(2026, 5, 13, 12)), 15_800);

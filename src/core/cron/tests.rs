@@ -7,9 +7,7 @@ use proptest::prelude::*;
 use super::*;
 
 fn ms(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
-        .unwrap()
-        .timestamp_millis()
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).unwrap().timestamp_millis()
 }
 
 const MIN: i64 = 60_000;
@@ -19,19 +17,11 @@ fn watch(json: &str) -> WatchList {
 }
 
 fn daily() -> WatchList {
-    watch(
-        r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *","grace_s":1800,"max_runtime_s":3600}]"#,
-    )
+    watch(r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *","grace_s":1800,"max_runtime_s":3600}]"#)
 }
 
 fn start(cron: &str, run_id: &str, scheduled_ms: i64, at_ms: i64) -> CronCheckIn {
-    CronCheckIn {
-        cron: cron.into(),
-        run_id: run_id.into(),
-        scheduled_ms,
-        kind: CheckInKind::Start,
-        at_ms,
-    }
+    CronCheckIn { cron: cron.into(), run_id: run_id.into(), scheduled_ms, kind: CheckInKind::Start, at_ms }
 }
 
 fn end(cron: &str, run_id: &str, scheduled_ms: i64, at_ms: i64, ms: u64, ok: bool) -> CronCheckIn {
@@ -41,12 +31,7 @@ fn end(cron: &str, run_id: &str, scheduled_ms: i64, at_ms: i64, ms: u64, ok: boo
         cron: cron.into(),
         run_id: run_id.into(),
         scheduled_ms,
-        kind: CheckInKind::End {
-            ok,
-            ms,
-            results: r,
-            errors_count: u32::from(!ok),
-        },
+        kind: CheckInKind::End { ok, ms, results: r, errors_count: u32::from(!ok) },
         at_ms,
     }
 }
@@ -84,20 +69,13 @@ impl Sim {
     fn new(watch: WatchList, now: i64) -> Sim {
         let mut wd = Watchdog::new();
         let o = wd.evaluate(&watch, now);
-        Sim {
-            watch,
-            wd,
-            events: Vec::new(),
-            due: o.next_due_ms,
-            alarm_delay_ms: 0,
-        }
+        Sim { watch, wd, events: Vec::new(), due: o.next_due_ms, alarm_delay_ms: 0 }
     }
 
     fn ingest(&mut self, ci: &CronCheckIn, now: i64) -> Outcome {
         self.run_alarms_until(now);
         let o = self.wd.ingest(&self.watch, ci, now);
-        self.events
-            .extend(o.events.iter().cloned().map(|e| (now, e)));
+        self.events.extend(o.events.iter().cloned().map(|e| (now, e)));
         self.due = o.next_due_ms;
         o
     }
@@ -110,8 +88,7 @@ impl Sim {
                 break;
             }
             let o = self.wd.evaluate(&self.watch, at);
-            self.events
-                .extend(o.events.iter().cloned().map(|e| (at, e)));
+            self.events.extend(o.events.iter().cloned().map(|e| (at, e)));
             self.due = o.next_due_ms;
         }
     }
@@ -123,8 +100,7 @@ impl Sim {
         let mut slot = entry.schedule.next_at_or_after_ms(from);
         while let Some(s) = slot.filter(|s| *s < to) {
             if let Some((off, dur)) = plan(s) {
-                let id =
-                    CronRun::run_id(&entry.code, &entry.schedule, entry.grace_ms(), s, s + off);
+                let id = CronRun::run_id(&entry.code, &entry.schedule, entry.grace_ms(), s, s + off);
                 actions.push((s + off, start(cron, &id, s, s + off)));
                 if let Some(d) = dur {
                     actions.push((s + off + d, end(cron, &id, s, s + off + d, d as u64, true)));
@@ -140,10 +116,7 @@ impl Sim {
     }
 
     fn fired(&self) -> Vec<(i64, String, AlertState, Option<String>)> {
-        self.events
-            .iter()
-            .map(|(t, e)| (*t, e.rule.clone(), e.state, e.run_id.clone()))
-            .collect()
+        self.events.iter().map(|(t, e)| (*t, e.rule.clone(), e.state, e.run_id.clone())).collect()
     }
 }
 
@@ -201,17 +174,8 @@ fn on_time_runs_raise_nothing_for_every_schedule() {
         assert!(sim.events.is_empty(), "{cron}: {:?}", sim.fired());
         let t = &sim.wd.crons[0];
         assert_eq!(t.missed_count, 0, "{cron}");
-        assert!(
-            t.slots.iter().all(|s| s.state == SlotState::EndedOk),
-            "{cron}: {:?}",
-            t.slots
-        );
-        assert!(
-            t.runs
-                .iter()
-                .all(|r| r.slot_ms.is_some() && r.offset_ms == Some(1_500)),
-            "{cron}"
-        );
+        assert!(t.slots.iter().all(|s| s.state == SlotState::EndedOk), "{cron}: {:?}", t.slots);
+        assert!(t.runs.iter().all(|r| r.slot_ms.is_some() && r.offset_ms == Some(1_500)), "{cron}");
     }
 }
 
@@ -241,32 +205,14 @@ fn a_skipped_slot_fires_once_at_slot_plus_grace_and_the_next_run_resolves_it() {
         let f = sim.fired();
         assert_eq!(f.len(), 2, "{cron}: {f:?}");
         let deadline = skipped + entry.grace_ms();
-        assert_eq!(
-            f[0],
-            (
-                deadline,
-                "cron_missed".into(),
-                AlertState::Firing,
-                Some(run_id.into())
-            ),
-            "{cron}"
-        );
+        assert_eq!(f[0], (deadline, "cron_missed".into(), AlertState::Firing, Some(run_id.into())), "{cron}");
         let next = entry.schedule.next_after_ms(skipped).unwrap();
         assert_eq!(
             f[1],
-            (
-                next + 1_500 + 8_420,
-                "cron_missed".into(),
-                AlertState::Resolved,
-                Some(run_id.into())
-            ),
+            (next + 1_500 + 8_420, "cron_missed".into(), AlertState::Resolved, Some(run_id.into())),
             "{cron}"
         );
-        let slot = sim.wd.crons[0]
-            .slots
-            .iter()
-            .find(|s| s.slot_ms == skipped)
-            .unwrap();
+        let slot = sim.wd.crons[0].slots.iter().find(|s| s.slot_ms == skipped).unwrap();
         assert_eq!(slot.state, SlotState::Missed);
     }
 }
@@ -278,30 +224,18 @@ fn missed_fires_exactly_at_grace_not_before_and_is_not_repeated() {
     let t0 = ms(2026, 5, 9, 12, 0, 0);
     let o = wd.evaluate(&w, t0);
     assert_eq!(o.next_due_ms, Some(ms(2026, 5, 10, 7, 30, 0)));
-    assert!(wd
-        .evaluate(&w, ms(2026, 5, 10, 7, 29, 59))
-        .events
-        .is_empty());
+    assert!(wd.evaluate(&w, ms(2026, 5, 10, 7, 29, 59)).events.is_empty());
     let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 30, 0));
     assert_eq!(rules(&o.events), vec![firing("cron_missed")]);
     let e = &o.events[0];
     assert_eq!(e.severity, Severity::Critical);
-    assert_eq!(
-        e.action,
-        "Check Cloudflare cron status; run it by hand if needed"
-    );
+    assert_eq!(e.action, "Check Cloudflare cron status; run it by hand if needed");
     assert_eq!(e.run_id.as_deref(), Some("cron_d_2026_05_10"));
-    assert_eq!(
-        (e.value, e.threshold, e.since_ms),
-        (1800.0, 1800.0, ms(2026, 5, 10, 7, 30, 0))
-    );
+    assert_eq!((e.value, e.threshold, e.since_ms), (1800.0, 1800.0, ms(2026, 5, 10, 7, 30, 0)));
     assert_eq!(e.summary, "daily_reconciliation did not run: expected at 2026-05-10T07:00:00Z, no start or end by 2026-05-10T07:30:00Z (grace 1800 s)");
     // The alarm retried (at-least-once) and a later tick: no second notification.
     assert!(wd.evaluate(&w, ms(2026, 5, 10, 7, 30, 0)).events.is_empty());
-    assert!(wd
-        .evaluate(&w, ms(2026, 5, 10, 7, 30, 40))
-        .events
-        .is_empty());
+    assert!(wd.evaluate(&w, ms(2026, 5, 10, 7, 30, 40)).events.is_empty());
     let s = wd.status(&w, ms(2026, 5, 10, 8, 0, 0));
     assert_eq!(s.crons[0].state, SlotState::Missed);
     assert!(s.crons[0].missed_firing);
@@ -322,11 +256,7 @@ fn a_run_by_hand_resolves_missed() {
     let o = wd.ingest(&w, &start("daily_reconciliation", &id, at, at), at);
     assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: None }));
     assert!(o.events.is_empty(), "a start alone does not resolve");
-    let o = wd.ingest(
-        &w,
-        &end("daily_reconciliation", &id, at, at + 9_000, 9_000, true),
-        at + 9_000,
-    );
+    let o = wd.ingest(&w, &end("daily_reconciliation", &id, at, at + 9_000, 9_000, true), at + 9_000);
     assert_eq!(rules(&o.events), vec![resolved("cron_missed")]);
     assert_eq!(o.events[0].since_ms, ms(2026, 5, 10, 7, 30, 0));
     assert_eq!(o.events[0].run_id.as_deref(), Some("cron_d_2026_05_10"));
@@ -334,10 +264,7 @@ fn a_run_by_hand_resolves_missed() {
     assert_eq!(s.crons[0].state, SlotState::EndedOk);
     assert_eq!(s.crons[0].last_run.as_ref().unwrap().run_id, id);
     // The missed slot stays missed in history.
-    assert_eq!(
-        s.crons[0].recent_slots.last().unwrap().state,
-        SlotState::Missed
-    );
+    assert_eq!(s.crons[0].recent_slots.last().unwrap().state, SlotState::Missed);
 }
 
 #[test]
@@ -346,45 +273,18 @@ fn late_platform_run_after_grace_recovers_its_slot() {
     let mut wd = Watchdog::new();
     wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
     let slot = ms(2026, 5, 10, 7, 0, 0);
-    assert_eq!(
-        rules(&wd.evaluate(&w, slot + 30 * MIN).events),
-        vec![firing("cron_missed")]
-    );
+    assert_eq!(rules(&wd.evaluate(&w, slot + 30 * MIN).events), vec![firing("cron_missed")]);
     // Cloudflare runs it 45 min late, with scheduledTime = the slot.
+    let o = wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot + 45 * MIN), slot + 45 * MIN);
+    assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: Some(slot) }));
     let o = wd.ingest(
         &w,
-        &start(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            slot,
-            slot + 45 * MIN,
-        ),
-        slot + 45 * MIN,
-    );
-    assert_eq!(
-        o.check_in,
-        Some(CheckInEffect::Recorded {
-            slot_ms: Some(slot)
-        })
-    );
-    let o = wd.ingest(
-        &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            slot,
-            slot + 46 * MIN,
-            60_000,
-            true,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_10", slot, slot + 46 * MIN, 60_000, true),
         slot + 46 * MIN,
     );
     assert_eq!(rules(&o.events), vec![resolved("cron_missed")]);
     let t = &wd.crons[0];
-    assert_eq!(
-        t.slots.iter().find(|s| s.slot_ms == slot).unwrap().state,
-        SlotState::EndedOk
-    );
+    assert_eq!(t.slots.iter().find(|s| s.slot_ms == slot).unwrap().state, SlotState::EndedOk);
     assert_eq!(t.runs[0].offset_ms, Some(45 * MIN));
 }
 
@@ -392,17 +292,11 @@ fn late_platform_run_after_grace_recovers_its_slot() {
 fn late_within_grace_is_not_missed() {
     let w = daily();
     let mut sim = Sim::new(w, ms(2026, 5, 9, 12, 0, 0));
-    sim.run(
-        "daily_reconciliation",
-        ms(2026, 5, 9, 12, 0, 0),
-        ms(2026, 5, 14, 0, 0, 0),
-        &|_| Some((29 * MIN, Some(5_000))),
-    );
+    sim.run("daily_reconciliation", ms(2026, 5, 9, 12, 0, 0), ms(2026, 5, 14, 0, 0, 0), &|_| {
+        Some((29 * MIN, Some(5_000)))
+    });
     assert!(sim.events.is_empty(), "{:?}", sim.fired());
-    assert!(sim.wd.crons[0]
-        .runs
-        .iter()
-        .all(|r| r.offset_ms == Some(29 * MIN)));
+    assert!(sim.wd.crons[0].runs.iter().all(|r| r.offset_ms == Some(29 * MIN)));
 }
 
 #[test]
@@ -413,54 +307,22 @@ fn early_runs_take_the_coming_slot_never_a_satisfied_one() {
     let slot = ms(2026, 5, 10, 7, 0, 0);
     // Two minutes early, and the platform time is not a slot (clock skew, manual trigger).
     let early = slot - 2 * MIN;
-    let o = wd.ingest(
-        &w,
-        &start("daily_reconciliation", "cron_d_2026_05_10", early, early),
-        early,
-    );
-    assert_eq!(
-        o.check_in,
-        Some(CheckInEffect::Recorded {
-            slot_ms: Some(slot)
-        })
-    );
+    let o = wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10", early, early), early);
+    assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: Some(slot) }));
     // The slot now waits for its end (max runtime), not for a start.
     assert_eq!(o.next_due_ms, Some(early + 3_600_000));
     wd.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            early,
-            early + 60_000,
-            60_000,
-            true,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_10", early, early + 60_000, 60_000, true),
         early + 60_000,
     );
     // Then the platform's own 07:00 run: its slot is satisfied, so it is an extra run,
     // not attributed to yesterday's slot nor to the 07:00 slot twice.
-    let o = wd.ingest(
-        &w,
-        &start(
-            "daily_reconciliation",
-            "cron_d_2026_05_10_m070000",
-            slot,
-            slot,
-        ),
-        slot,
-    );
+    let o = wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10_m070000", slot, slot), slot);
     assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: None }));
     wd.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_10_m070000",
-            slot,
-            slot + 5_000,
-            5_000,
-            true,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_10_m070000", slot, slot + 5_000, 5_000, true),
         slot + 5_000,
     );
     assert!(wd.evaluate(&w, slot + 30 * MIN).events.is_empty());
@@ -473,22 +335,9 @@ fn early_runs_take_the_coming_slot_never_a_satisfied_one() {
     let s0 = ms(2026, 5, 10, 12, 0, 0);
     wd.evaluate(&w, s0 - 1);
     wd.ingest(&w, &start("queue_sweep", "a", s0, s0 + 1_000), s0 + 1_000);
-    wd.ingest(
-        &w,
-        &end("queue_sweep", "a", s0, s0 + 2_000, 1_000, true),
-        s0 + 2_000,
-    );
-    let o = wd.ingest(
-        &w,
-        &start("queue_sweep", "b", s0 + 290_000, s0 + 290_000),
-        s0 + 290_000,
-    );
-    assert_eq!(
-        o.check_in,
-        Some(CheckInEffect::Recorded {
-            slot_ms: Some(s0 + 5 * MIN)
-        })
-    );
+    wd.ingest(&w, &end("queue_sweep", "a", s0, s0 + 2_000, 1_000, true), s0 + 2_000);
+    let o = wd.ingest(&w, &start("queue_sweep", "b", s0 + 290_000, s0 + 290_000), s0 + 290_000);
+    assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: Some(s0 + 5 * MIN) }));
 }
 
 #[test]
@@ -497,16 +346,7 @@ fn stuck_fires_after_max_runtime_and_resolves_when_it_ends() {
     let mut wd = Watchdog::new();
     wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
     let slot = ms(2026, 5, 10, 7, 0, 0);
-    let o = wd.ingest(
-        &w,
-        &start(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            slot,
-            slot + 1_000,
-        ),
-        slot + 1_000,
-    );
+    let o = wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot + 1_000), slot + 1_000);
     assert_eq!(o.next_due_ms, Some(slot + 1_000 + 3_600_000));
     // Started, so not missed at slot + grace.
     assert!(wd.evaluate(&w, slot + 30 * MIN).events.is_empty());
@@ -515,21 +355,11 @@ fn stuck_fires_after_max_runtime_and_resolves_when_it_ends() {
     assert_eq!(rules(&o.events), vec![firing("cron_stuck")]);
     assert_eq!(o.events[0].run_id.as_deref(), Some("cron_d_2026_05_10"));
     assert_eq!(o.events[0].threshold, 3600.0);
-    assert_eq!(
-        wd.status(&w, slot + 2 * 3_600_000).crons[0].state,
-        SlotState::Stuck
-    );
+    assert_eq!(wd.status(&w, slot + 2 * 3_600_000).crons[0].state, SlotState::Stuck);
     assert!(wd.evaluate(&w, slot + 2 * 3_600_000).events.is_empty());
     let o = wd.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            slot,
-            slot + 80 * MIN,
-            79 * 60_000,
-            false,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_10", slot, slot + 80 * MIN, 79 * 60_000, false),
         slot + 80 * MIN,
     );
     assert_eq!(rules(&o.events), vec![resolved("cron_stuck")]);
@@ -541,28 +371,18 @@ fn a_stuck_run_that_never_ends_is_resolved_by_the_next_run() {
     let w = daily();
     let mut sim = Sim::new(w, ms(2026, 5, 9, 12, 0, 0));
     let stuck_slot = ms(2026, 5, 10, 7, 0, 0);
-    sim.run(
-        "daily_reconciliation",
-        ms(2026, 5, 9, 12, 0, 0),
-        ms(2026, 5, 13, 0, 0, 0),
-        &move |s| {
-            if s == stuck_slot {
-                Some((1_000, None))
-            } else {
-                on_time(s)
-            }
-        },
-    );
+    sim.run("daily_reconciliation", ms(2026, 5, 9, 12, 0, 0), ms(2026, 5, 13, 0, 0, 0), &move |s| {
+        if s == stuck_slot {
+            Some((1_000, None))
+        } else {
+            on_time(s)
+        }
+    });
     let f = sim.fired();
     assert_eq!(f.len(), 2, "{f:?}");
     assert_eq!(
         f[0],
-        (
-            stuck_slot + 1_000 + 3_600_000,
-            "cron_stuck".into(),
-            AlertState::Firing,
-            Some("cron_d_2026_05_10".into())
-        )
+        (stuck_slot + 1_000 + 3_600_000, "cron_stuck".into(), AlertState::Firing, Some("cron_d_2026_05_10".into()))
     );
     assert_eq!(f[1].1, "cron_stuck");
     assert_eq!(f[1].2, AlertState::Resolved);
@@ -577,10 +397,7 @@ fn a_late_alarm_concludes_unknown_not_missed() {
     assert_eq!(wd.armed_due_ms, Some(ms(2026, 5, 10, 7, 30, 0)));
     // The alarm was due at 07:30 and ran at 07:36: 6 minutes of lag.
     let o = wd.evaluate(&w, ms(2026, 5, 10, 7, 36, 0));
-    assert!(
-        o.events.is_empty(),
-        "no page on what the monitor could not see"
-    );
+    assert!(o.events.is_empty(), "no page on what the monitor could not see");
     assert_eq!(o.lag_s, 360);
     let s = wd.status(&w, ms(2026, 5, 10, 7, 36, 0));
     assert!(s.lagging);
@@ -624,18 +441,10 @@ fn a_long_outage_marks_every_unseen_slot_unknown() {
     let s = ms(2027, 1, 1, 0, 50, 0);
     let o = wd.ingest(
         &w,
-        &start(
-            "queue_sweep",
-            "cron_q_2027_01_01_0050",
-            s,
-            ms(2027, 1, 1, 1, 0, 1),
-        ),
+        &start("queue_sweep", "cron_q_2027_01_01_0050", s, ms(2027, 1, 1, 1, 0, 1)),
         ms(2027, 1, 1, 1, 0, 1),
     );
-    assert_eq!(
-        o.check_in,
-        Some(CheckInEffect::Recorded { slot_ms: Some(s) })
-    );
+    assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: Some(s) }));
 }
 
 #[test]
@@ -644,11 +453,7 @@ fn a_late_alarm_makes_an_overrunning_run_unknown_then_rechecks_it() {
     let mut wd = Watchdog::new();
     wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
     let slot = ms(2026, 5, 10, 7, 0, 0);
-    let o = wd.ingest(
-        &w,
-        &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot),
-        slot,
-    );
+    let o = wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot), slot);
     let due = o.next_due_ms.unwrap();
     assert_eq!(due, slot + 3_600_000);
     let o = wd.evaluate(&w, due + 5 * MIN);
@@ -662,22 +467,11 @@ fn a_late_alarm_makes_an_overrunning_run_unknown_then_rechecks_it() {
     // Had the end arrived meanwhile, nothing would fire.
     let mut wd = Watchdog::new();
     wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
-    wd.ingest(
-        &w,
-        &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot),
-        slot,
-    );
+    wd.ingest(&w, &start("daily_reconciliation", "cron_d_2026_05_10", slot, slot), slot);
     wd.evaluate(&w, due + 5 * MIN);
     let o = wd.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_10",
-            slot,
-            due + 5 * MIN + 1,
-            3_900_001,
-            true,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_10", slot, due + 5 * MIN + 1, 3_900_001, true),
         due + 5 * MIN + 1,
     );
     assert!(o.events.is_empty());
@@ -691,27 +485,14 @@ fn a_slowly_late_alarm_in_the_simulator_never_pages() {
     let w = daily();
     let mut sim = Sim::new(w, ms(2026, 5, 9, 12, 0, 0));
     sim.alarm_delay_ms = 2 * MIN;
-    sim.run(
-        "daily_reconciliation",
-        ms(2026, 5, 9, 12, 0, 0),
-        ms(2026, 5, 13, 0, 0, 0),
-        &|_| None,
-    );
+    sim.run("daily_reconciliation", ms(2026, 5, 9, 12, 0, 0), ms(2026, 5, 13, 0, 0, 0), &|_| None);
     assert!(sim.events.is_empty());
     assert_eq!(sim.wd.crons[0].unknown_count, 3);
     // 30 seconds late is within tolerance: each day is missed, one alert stays open.
     let mut sim = Sim::new(daily(), ms(2026, 5, 9, 12, 0, 0));
     sim.alarm_delay_ms = 30_000;
-    sim.run(
-        "daily_reconciliation",
-        ms(2026, 5, 9, 12, 0, 0),
-        ms(2026, 5, 13, 0, 0, 0),
-        &|_| None,
-    );
-    assert_eq!(
-        rules(&sim.events.iter().map(|e| e.1.clone()).collect::<Vec<_>>()),
-        vec![firing("cron_missed")]
-    );
+    sim.run("daily_reconciliation", ms(2026, 5, 9, 12, 0, 0), ms(2026, 5, 13, 0, 0, 0), &|_| None);
+    assert_eq!(rules(&sim.events.iter().map(|e| e.1.clone()).collect::<Vec<_>>()), vec![firing("cron_missed")]);
     assert_eq!(sim.wd.crons[0].missed_count, 3);
 }
 
@@ -723,49 +504,19 @@ fn duplicates_and_lost_starts() {
     let slot = ms(2026, 5, 10, 7, 0, 0);
     let s = start("daily_reconciliation", "cron_d_2026_05_10", slot, slot);
     wd.ingest(&w, &s, slot);
-    assert_eq!(
-        wd.ingest(&w, &s, slot + 5).check_in,
-        Some(CheckInEffect::Duplicate)
-    );
-    let e = end(
-        "daily_reconciliation",
-        "cron_d_2026_05_10",
-        slot,
-        slot + 9_000,
-        9_000,
-        true,
-    );
-    assert_eq!(
-        wd.ingest(&w, &e, slot + 9_000).check_in,
-        Some(CheckInEffect::Recorded {
-            slot_ms: Some(slot)
-        })
-    );
-    assert_eq!(
-        wd.ingest(&w, &e, slot + 9_500).check_in,
-        Some(CheckInEffect::Duplicate)
-    );
+    assert_eq!(wd.ingest(&w, &s, slot + 5).check_in, Some(CheckInEffect::Duplicate));
+    let e = end("daily_reconciliation", "cron_d_2026_05_10", slot, slot + 9_000, 9_000, true);
+    assert_eq!(wd.ingest(&w, &e, slot + 9_000).check_in, Some(CheckInEffect::Recorded { slot_ms: Some(slot) }));
+    assert_eq!(wd.ingest(&w, &e, slot + 9_500).check_in, Some(CheckInEffect::Duplicate));
     assert_eq!(wd.crons[0].runs.len(), 1);
     // The next day's start was lost; its end alone is enough.
     let slot2 = ms(2026, 5, 11, 7, 0, 0);
     let o = wd.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_11",
-            slot2,
-            slot2 + 9_000,
-            8_000,
-            true,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_11", slot2, slot2 + 9_000, 8_000, true),
         slot2 + 9_000,
     );
-    assert_eq!(
-        o.check_in,
-        Some(CheckInEffect::Recorded {
-            slot_ms: Some(slot2)
-        })
-    );
+    assert_eq!(o.check_in, Some(CheckInEffect::Recorded { slot_ms: Some(slot2) }));
     let r = &wd.crons[0].runs[1];
     assert_eq!((r.started_at_ms, r.start_seen), (slot2 + 1_000, false));
     assert!(wd.evaluate(&w, slot2 + 30 * MIN).events.is_empty());
@@ -779,10 +530,7 @@ fn watch_list_changes_restart_or_drop_tracking() {
     let w = daily();
     let mut wd = Watchdog::new();
     wd.evaluate(&w, ms(2026, 5, 9, 12, 0, 0));
-    assert_eq!(
-        rules(&wd.evaluate(&w, ms(2026, 5, 10, 7, 30, 0)).events),
-        vec![firing("cron_missed")]
-    );
+    assert_eq!(rules(&wd.evaluate(&w, ms(2026, 5, 10, 7, 30, 0)).events), vec![firing("cron_missed")]);
     // New schedule: slots are tracked from now on the new expression.
     let w2 = watch(r#"[{"cron":"daily_reconciliation","schedule":"0 9 * * *"}]"#);
     let o = wd.evaluate(&w2, ms(2026, 5, 10, 8, 0, 0));
@@ -800,26 +548,15 @@ fn watch_list_changes_restart_or_drop_tracking() {
 fn status_reports_last_run_next_slot_and_lag() {
     let w = daily();
     let mut sim = Sim::new(w.clone(), ms(2026, 5, 9, 12, 0, 0));
-    sim.run(
-        "daily_reconciliation",
-        ms(2026, 5, 9, 12, 0, 0),
-        ms(2026, 5, 10, 12, 0, 0),
-        &on_time,
-    );
+    sim.run("daily_reconciliation", ms(2026, 5, 9, 12, 0, 0), ms(2026, 5, 10, 12, 0, 0), &on_time);
     let s = sim.wd.status(&w, ms(2026, 5, 10, 12, 0, 0));
     let c = &s.crons[0];
     assert_eq!(c.state, SlotState::EndedOk);
     assert_eq!(c.last_start_ms, Some(ms(2026, 5, 10, 7, 0, 1) + 500));
     assert_eq!(c.last_end_ms, Some(ms(2026, 5, 10, 7, 0, 9) + 920));
     let last = c.last_run.as_ref().unwrap();
-    assert_eq!(
-        (last.run_id.as_str(), last.ms),
-        ("cron_d_2026_05_10", Some(8_420))
-    );
-    assert_eq!(
-        last.results.as_ref().unwrap().get_i64("sales_reconciled"),
-        Some(47)
-    );
+    assert_eq!((last.run_id.as_str(), last.ms), ("cron_d_2026_05_10", Some(8_420)));
+    assert_eq!(last.results.as_ref().unwrap().get_i64("sales_reconciled"), Some(47));
     assert_eq!(c.next_expected_ms, Some(ms(2026, 5, 11, 7, 0, 0)));
     assert_eq!(c.next_expected_run_id.as_deref(), Some("cron_d_2026_05_11"));
     assert_eq!(c.next_expected_state, SlotState::Expected);
@@ -843,14 +580,7 @@ fn persisted_state_round_trips() {
     let slot = ms(2026, 5, 11, 7, 0, 0);
     p.watchdog.ingest(
         &w,
-        &end(
-            "daily_reconciliation",
-            "cron_d_2026_05_11",
-            slot,
-            slot + 9_000,
-            8_000,
-            false,
-        ),
+        &end("daily_reconciliation", "cron_d_2026_05_11", slot, slot + 9_000, 8_000, false),
         slot + 9_000,
     );
     p.audit.observe(false, 3, Some(2), None, 5);
@@ -871,11 +601,7 @@ fn extreme_times_do_not_panic() {
     for t in [i64::MIN, -1, 0, ms(4999, 12, 31, 23, 0, 0), i64::MAX] {
         wd.evaluate(&w, t);
         wd.ingest(&w, &start("daily_reconciliation", "x", t, t), t);
-        wd.ingest(
-            &w,
-            &end("daily_reconciliation", "x", t, t, u64::MAX, true),
-            t,
-        );
+        wd.ingest(&w, &end("daily_reconciliation", "x", t, t, u64::MAX, true), t);
         let _ = wd.status(&w, t);
         let _ = project_week(u64::MAX, t);
         let _ = project_month(1, t);
@@ -896,23 +622,11 @@ const USD: u64 = 1_000_000;
 #[test]
 fn iso_week_and_month_bounds() {
     // Thursday 2026-12-31: the ISO week starts Monday 2026-12-28, ends Monday 2027-01-04.
-    assert_eq!(
-        week_bounds_ms(ms(2026, 12, 31, 15, 0, 0)),
-        Some((ms(2026, 12, 28, 0, 0, 0), ms(2027, 1, 4, 0, 0, 0)))
-    );
+    assert_eq!(week_bounds_ms(ms(2026, 12, 31, 15, 0, 0)), Some((ms(2026, 12, 28, 0, 0, 0), ms(2027, 1, 4, 0, 0, 0))));
     // Monday 00:00 starts its own week; Sunday 23:59 belongs to the previous one.
-    assert_eq!(
-        week_bounds_ms(ms(2026, 5, 11, 0, 0, 0)).map(|b| b.0),
-        Some(ms(2026, 5, 11, 0, 0, 0))
-    );
-    assert_eq!(
-        week_bounds_ms(ms(2026, 5, 10, 23, 59, 59)).map(|b| b.0),
-        Some(ms(2026, 5, 4, 0, 0, 0))
-    );
-    assert_eq!(
-        month_bounds_ms(ms(2028, 2, 29, 12, 0, 0)),
-        Some((ms(2028, 2, 1, 0, 0, 0), ms(2028, 3, 1, 0, 0, 0)))
-    );
+    assert_eq!(week_bounds_ms(ms(2026, 5, 11, 0, 0, 0)).map(|b| b.0), Some(ms(2026, 5, 11, 0, 0, 0)));
+    assert_eq!(week_bounds_ms(ms(2026, 5, 10, 23, 59, 59)).map(|b| b.0), Some(ms(2026, 5, 4, 0, 0, 0)));
+    assert_eq!(month_bounds_ms(ms(2028, 2, 29, 12, 0, 0)), Some((ms(2028, 2, 1, 0, 0, 0), ms(2028, 3, 1, 0, 0, 0))));
     assert_eq!(
         month_bounds_ms(ms(2026, 12, 31, 23, 59, 59)),
         Some((ms(2026, 12, 1, 0, 0, 0), ms(2027, 1, 1, 0, 0, 0)))
@@ -929,52 +643,25 @@ fn week_projection_at_start_middle_and_end() {
     assert_eq!(project_week(10_000, mon).unwrap().projected_micros, 70_000);
     assert_eq!(project_week(0, mon).unwrap().projected_micros, 0);
     // Middle: Thursday 12:00 is 3.5 days in -> x2.
-    assert_eq!(
-        project_week(21 * USD, mon + 84 * 3_600_000)
-            .unwrap()
-            .projected_micros,
-        42 * USD
-    );
+    assert_eq!(project_week(21 * USD, mon + 84 * 3_600_000).unwrap().projected_micros, 42 * USD);
     // End: the last millisecond projects (almost) exactly the spend.
     let p = project_week(30 * USD, mon + 7 * 86_400_000 - 1).unwrap();
-    assert!(
-        p.projected_micros >= 30 * USD && p.projected_micros <= 30 * USD + 1,
-        "{p:?}"
-    );
+    assert!(p.projected_micros >= 30 * USD && p.projected_micros <= 30 * USD + 1, "{p:?}");
     // Huge spends do not overflow.
-    assert_eq!(
-        project_week(u64::MAX, mon + MIN).unwrap().projected_micros,
-        u64::MAX
-    );
+    assert_eq!(project_week(u64::MAX, mon + MIN).unwrap().projected_micros, u64::MAX);
 }
 
 #[test]
 fn month_projection_at_start_middle_and_end() {
     // February 2028 has 29 days.
     let feb = ms(2028, 2, 1, 0, 0, 0);
-    assert_eq!(
-        project_month(USD, feb + 5 * MIN).unwrap().projected_micros,
-        29 * USD
-    );
-    assert_eq!(
-        project_month(10 * USD, feb + 86_400_000)
-            .unwrap()
-            .period_end_ms,
-        ms(2028, 3, 1, 0, 0, 0)
-    );
+    assert_eq!(project_month(USD, feb + 5 * MIN).unwrap().projected_micros, 29 * USD);
+    assert_eq!(project_month(10 * USD, feb + 86_400_000).unwrap().period_end_ms, ms(2028, 3, 1, 0, 0, 0));
     // 14.5 days of 29 -> x2.
-    assert_eq!(
-        project_month(10 * USD, feb + 348 * 3_600_000)
-            .unwrap()
-            .projected_micros,
-        20 * USD
-    );
+    assert_eq!(project_month(10 * USD, feb + 348 * 3_600_000).unwrap().projected_micros, 20 * USD);
     // The last day of a 31-day month: x31/30.
     let may30 = ms(2026, 5, 31, 0, 0, 0);
-    assert_eq!(
-        project_month(30 * USD, may30).unwrap().projected_micros,
-        31 * USD
-    );
+    assert_eq!(project_month(30 * USD, may30).unwrap().projected_micros, 31 * USD);
 }
 
 #[test]
@@ -988,28 +675,15 @@ fn twilio_fires_over_150_percent_and_resolves() {
     let e = w.evaluate(9 * USD, budget, mon + 2 * 86_400_000);
     assert_eq!(rules(&e), vec![firing("twilio_cost_projection")]);
     assert_eq!(e[0].action, "Contact the owner about SMS volume");
-    assert_eq!(
-        (e[0].value, e[0].threshold, e[0].unit.as_str()),
-        (31_500_000.0, 30_000_000.0, "micro_usd")
-    );
-    assert!(
-        e[0].summary.contains("$9.00 projects to $31.50"),
-        "{}",
-        e[0].summary
-    );
+    assert_eq!((e[0].value, e[0].threshold, e[0].unit.as_str()), (31_500_000.0, 30_000_000.0, "micro_usd"));
+    assert!(e[0].summary.contains("$9.00 projects to $31.50"), "{}", e[0].summary);
     // Exactly 150% does not fire (strictly above).
     let mut w2 = TwilioCostWatch::default();
-    assert!(w2
-        .evaluate(30 * USD, budget, mon + 7 * 86_400_000 - 1)
-        .is_empty());
+    assert!(w2.evaluate(30 * USD, budget, mon + 7 * 86_400_000 - 1).is_empty());
     // Still over later in the week: no repeat.
-    assert!(w
-        .evaluate(14 * USD, budget, mon + 3 * 86_400_000)
-        .is_empty());
+    assert!(w.evaluate(14 * USD, budget, mon + 3 * 86_400_000).is_empty());
     // Back under 150% but above 100% ($25.20): holds (no flap).
-    assert!(w
-        .evaluate(18 * USD, budget, mon + 5 * 86_400_000)
-        .is_empty());
+    assert!(w.evaluate(18 * USD, budget, mon + 5 * 86_400_000).is_empty());
     assert!(w.last.as_ref().unwrap().firing);
     // A new week with a calm start resolves it.
     let e = w.evaluate(USD, budget, mon + 7 * 86_400_000 + 86_400_000);
@@ -1017,9 +691,7 @@ fn twilio_fires_over_150_percent_and_resolves() {
     // No budget configured: never fires.
     let mut w3 = TwilioCostWatch::default();
     assert!(w3.evaluate(1_000 * USD, None, mon + 86_400_000).is_empty());
-    assert!(w3
-        .evaluate(1_000 * USD, Some(0), mon + 86_400_000)
-        .is_empty());
+    assert!(w3.evaluate(1_000 * USD, Some(0), mon + 86_400_000).is_empty());
 }
 
 #[test]
@@ -1037,10 +709,7 @@ fn ai_pauses_over_the_cap_until_resumed_or_next_month() {
     assert_eq!(e[0].action, "Pause AI; notify the shop owner");
     assert_eq!(e[0].value, 52_000_000.0);
     assert!(g.is_paused(t));
-    assert_eq!(
-        g.pause.as_ref().unwrap().reason,
-        PauseReason::ProjectedOverCap
-    );
+    assert_eq!(g.pause.as_ref().unwrap().reason, PauseReason::ProjectedOverCap);
     // The next daily check: still paused, no repeat.
     assert!(g.evaluate(27 * USD, cap, t + 86_400_000).is_empty());
     // Operator resumes: resolved; projections no longer pause it this month...
@@ -1092,14 +761,7 @@ fn ai_pause_ends_with_the_month() {
 // Invariants.
 // ---------------------------------------------------------------------------------------
 
-const EXPRS: [&str; 6] = [
-    "0 7 * * *",
-    "*/5 * * * *",
-    "0 8 * * 1",
-    "0 0 1 * *",
-    "59 23 L * *",
-    "10 7 * * mon-fri",
-];
+const EXPRS: [&str; 6] = ["0 7 * * *", "*/5 * * * *", "0 8 * * 1", "0 0 1 * *", "59 23 L * *", "10 7 * * mon-fri"];
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
@@ -1168,28 +830,16 @@ fn wrangler_environments() -> Vec<(String, Vec<String>, Option<String>)> {
     let doc: toml::Table = WRANGLER_TOML.parse().expect("wrangler.toml parses");
     let crons = |t: &toml::Table| -> Option<Vec<String>> {
         let list = t.get("triggers")?.get("crons")?.as_array()?;
-        Some(
-            list.iter()
-                .map(|v| v.as_str().expect("a cron is a string").to_string())
-                .collect(),
-        )
+        Some(list.iter().map(|v| v.as_str().expect("a cron is a string").to_string()).collect())
     };
-    let watch_var = |t: &toml::Table| -> Option<String> {
-        t.get("vars")?
-            .get("CRON_WATCH")?
-            .as_str()
-            .map(str::to_string)
-    };
+    let watch_var =
+        |t: &toml::Table| -> Option<String> { t.get("vars")?.get("CRON_WATCH")?.as_str().map(str::to_string) };
     let top = crons(&doc).expect("wrangler.toml has [triggers] crons");
     let mut out = vec![("(top level)".to_string(), top.clone(), watch_var(&doc))];
     if let Some(envs) = doc.get("env").and_then(|e| e.as_table()) {
         for (name, env) in envs {
             let env = env.as_table().expect("[env.*] is a table");
-            out.push((
-                name.clone(),
-                crons(env).unwrap_or_else(|| top.clone()),
-                watch_var(env),
-            ));
+            out.push((name.clone(), crons(env).unwrap_or_else(|| top.clone()), watch_var(env)));
         }
     }
     out
@@ -1206,21 +856,14 @@ fn wrangler_triggers_and_the_watch_list_agree_in_every_environment() {
         let check = watch.check_triggers(&crons);
         assert!(check.agrees(), "{env}: {check:?}");
         for e in watch.entries() {
-            assert!(
-                Job::from_name(&e.cron, false).is_some(),
-                "{env}: watched cron {} has no job",
-                e.cron
-            );
+            assert!(Job::from_name(&e.cron, false).is_some(), "{env}: watched cron {} has no job", e.cron);
         }
     }
     // The check is not vacuous: one trigger more or less is caught.
     let watch = default_watch_list();
     let mut crons = wrangler_environments()[0].1.clone();
     crons.push("15 3 * * *".into());
-    assert_eq!(
-        watch.check_triggers(&crons).unwatched_triggers,
-        vec!["15 3 * * *".to_string()]
-    );
+    assert_eq!(watch.check_triggers(&crons).unwatched_triggers, vec!["15 3 * * *".to_string()]);
     crons.retain(|c| c != "0 7 * * *" && c != "15 3 * * *");
     let missing = watch.check_triggers(&crons).missing_triggers;
     assert_eq!(missing.len(), 1);
@@ -1230,10 +873,8 @@ fn wrangler_triggers_and_the_watch_list_agree_in_every_environment() {
 #[test]
 fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
     // Windows across a month end, a year end and a leap February.
-    let windows = [
-        (ms(2026, 12, 20, 0, 0, 0), ms(2027, 1, 20, 0, 0, 0)),
-        (ms(2028, 2, 10, 0, 0, 0), ms(2028, 3, 10, 0, 0, 0)),
-    ];
+    let windows =
+        [(ms(2026, 12, 20, 0, 0, 0), ms(2027, 1, 20, 0, 0, 0)), (ms(2028, 2, 10, 0, 0, 0), ms(2028, 3, 10, 0, 0, 0))];
     let watch = default_watch_list();
     for e in watch.entries() {
         let single = WatchList::from_entries(vec![e.clone()]);
@@ -1242,17 +883,11 @@ fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
             sim.run(&e.cron, from, to, &on_time);
             assert!(sim.events.is_empty(), "{}: {:?}", e.cron, sim.fired());
             assert!(sim.wd.crons[0].slots.len() >= 4, "{}: too few slots", e.cron);
-            assert!(sim.wd.crons[0]
-                .slots
-                .iter()
-                .all(|s| s.state == SlotState::EndedOk));
+            assert!(sim.wd.crons[0].slots.iter().all(|s| s.state == SlotState::EndedOk));
 
             // Skip the first slot after the 28th of the first month: fires at slot + grace,
             // the next run resolves it.
-            let skipped = e
-                .schedule
-                .next_at_or_after_ms(from + 8 * 86_400_000)
-                .unwrap();
+            let skipped = e.schedule.next_at_or_after_ms(from + 8 * 86_400_000).unwrap();
             let mut sim = Sim::new(single.clone(), from);
             sim.run(&e.cron, from, to, &move |s| {
                 if s == skipped {
@@ -1270,12 +905,7 @@ fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
                 e.cron
             );
             let next = e.schedule.next_after_ms(skipped).unwrap();
-            assert_eq!(
-                (f[1].0, f[1].2),
-                (next + 1_500 + 8_420, AlertState::Resolved),
-                "{}",
-                e.cron
-            );
+            assert_eq!((f[1].0, f[1].2), (next + 1_500 + 8_420, AlertState::Resolved), "{}", e.cron);
         }
     }
 }
@@ -1285,11 +915,7 @@ fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
 // ---------------------------------------------------------------------------------------
 
 fn cfg(json: &str, twilio: Option<u64>, ai: Option<u64>) -> CronConfig {
-    CronConfig {
-        watch: watch(json),
-        twilio_weekly_budget_micros: twilio,
-        ai_monthly_cap_micros: ai,
-    }
+    CronConfig { watch: watch(json), twilio_weekly_budget_micros: twilio, ai_monthly_cap_micros: ai }
 }
 
 fn reconciliation_end(run_id: &str, at: i64, verified: bool, length: i64) -> CronCheckIn {
@@ -1305,12 +931,7 @@ fn reconciliation_end(run_id: &str, at: i64, verified: bool, length: i64) -> Cro
         cron: "daily_reconciliation".into(),
         run_id: run_id.into(),
         scheduled_ms: at,
-        kind: CheckInKind::End {
-            ok: true,
-            ms: 8_420,
-            results: r,
-            errors_count: 0,
-        },
+        kind: CheckInKind::End { ok: true, ms: 8_420, results: r, errors_count: 0 },
         at_ms: at + 8_420,
     }
 }
@@ -1330,11 +951,7 @@ fn record(id: &str, ts_ms: i64, twilio: u64, claude: u64) -> crate::core::record
 
 #[test]
 fn a_broken_chain_in_an_end_check_in_fires_at_once_and_a_verified_one_resolves() {
-    let c = cfg(
-        r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#,
-        None,
-        None,
-    );
+    let c = cfg(r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#, None, None);
     let mut p = CronPersisted::default();
     let d1 = ms(2026, 5, 10, 7, 0, 0);
     p.evaluate(&c, d1 - 3_600_000);

@@ -15,9 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::schedule::{normalize_expression, Schedule, ScheduleError};
-use super::{
-    DEFAULT_GRACE_S, DEFAULT_MAX_RUNTIME_S, MAX_GRACE_S, MAX_RUNTIME_S, MIN_GRACE_S, MIN_RUNTIME_S,
-};
+use super::{DEFAULT_GRACE_S, DEFAULT_MAX_RUNTIME_S, MAX_GRACE_S, MAX_RUNTIME_S, MIN_GRACE_S, MIN_RUNTIME_S};
 
 /// One watched cron.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,48 +57,21 @@ pub enum WatchError {
     /// A required field (`cron`, `schedule`) is absent.
     MissingField { index: usize, field: &'static str },
     /// A field has the wrong JSON type (e.g. `"grace_s": "30m"`).
-    WrongType {
-        index: usize,
-        field: &'static str,
-        expected: &'static str,
-    },
+    WrongType { index: usize, field: &'static str, expected: &'static str },
     /// A field this list does not know (a typo such as `grace`).
     UnknownField { index: usize, field: String },
     /// `cron` is not 1-64 of `a-z0-9_` starting with a letter.
     BadName { index: usize, value: String },
     /// `code` is not 1-8 of `a-z0-9`.
-    BadCode {
-        index: usize,
-        cron: String,
-        value: String,
-    },
+    BadCode { index: usize, cron: String, value: String },
     /// `schedule` is not a valid Workers cron expression.
-    BadSchedule {
-        index: usize,
-        cron: String,
-        error: ScheduleError,
-    },
+    BadSchedule { index: usize, cron: String, error: ScheduleError },
     /// A number field is outside its bounds.
-    OutOfRange {
-        index: usize,
-        cron: String,
-        field: &'static str,
-        value: String,
-        min: u32,
-        max: u32,
-    },
+    OutOfRange { index: usize, cron: String, field: &'static str, value: String, min: u32, max: u32 },
     /// Two entries share a job name.
-    DuplicateCron {
-        cron: String,
-        first_index: usize,
-        index: usize,
-    },
+    DuplicateCron { cron: String, first_index: usize, index: usize },
     /// Two entries share a run-id code (set `code` on one of them).
-    DuplicateCode {
-        code: String,
-        first_cron: String,
-        cron: String,
-    },
+    DuplicateCode { code: String, first_cron: String, cron: String },
 }
 
 impl fmt::Display for WatchError {
@@ -178,9 +149,7 @@ pub struct TriggerCheck {
 
 impl TriggerCheck {
     pub fn agrees(&self) -> bool {
-        self.unwatched_triggers.is_empty()
-            && self.missing_triggers.is_empty()
-            && self.invalid_triggers.is_empty()
+        self.unwatched_triggers.is_empty() && self.missing_triggers.is_empty() && self.invalid_triggers.is_empty()
     }
 }
 
@@ -194,14 +163,11 @@ pub fn is_cron_name(s: &str) -> bool {
 fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn valid_code(s: &str) -> bool {
-    (1..=8).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    (1..=8).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn seconds_field(
@@ -216,34 +182,17 @@ fn seconds_field(
         return Ok(default);
     };
     let Some(n) = v.as_number() else {
-        return Err(WatchError::WrongType {
-            index,
-            field,
-            expected: "a whole number of seconds",
-        });
+        return Err(WatchError::WrongType { index, field, expected: "a whole number of seconds" });
     };
-    let out_of_range = || WatchError::OutOfRange {
-        index,
-        cron: cron.to_string(),
-        field,
-        value: n.to_string(),
-        min,
-        max,
-    };
+    let out_of_range =
+        || WatchError::OutOfRange { index, cron: cron.to_string(), field, value: n.to_string(), min, max };
     if let Some(i) = n.as_i64() {
-        return u32::try_from(i)
-            .ok()
-            .filter(|s| (min..=max).contains(s))
-            .ok_or_else(out_of_range);
+        return u32::try_from(i).ok().filter(|s| (min..=max).contains(s)).ok_or_else(out_of_range);
     }
     if n.as_u64().is_some() {
         return Err(out_of_range());
     }
-    Err(WatchError::WrongType {
-        index,
-        field,
-        expected: "a whole number of seconds",
-    })
+    Err(WatchError::WrongType { index, field, expected: "a whole number of seconds" })
 }
 
 impl WatchList {
@@ -252,69 +201,30 @@ impl WatchList {
         if json.trim().is_empty() {
             return Ok(WatchList::default());
         }
-        let v: Value = serde_json::from_str(json).map_err(|e| WatchError::NotJson {
-            detail: e.to_string(),
-        })?;
+        let v: Value = serde_json::from_str(json).map_err(|e| WatchError::NotJson { detail: e.to_string() })?;
         let items = v.as_array().ok_or(WatchError::NotAList)?;
         let mut entries: Vec<WatchEntry> = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let obj = item
-                .as_object()
-                .ok_or(WatchError::EntryNotObject { index })?;
+            let obj = item.as_object().ok_or(WatchError::EntryNotObject { index })?;
             if let Some(k) = obj.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
-                return Err(WatchError::UnknownField {
-                    index,
-                    field: k.clone(),
-                });
+                return Err(WatchError::UnknownField { index, field: k.clone() });
             }
             let cron = match obj.get("cron") {
-                None => {
-                    return Err(WatchError::MissingField {
-                        index,
-                        field: "cron",
-                    })
-                }
+                None => return Err(WatchError::MissingField { index, field: "cron" }),
                 Some(Value::String(s)) => s.clone(),
-                Some(_) => {
-                    return Err(WatchError::WrongType {
-                        index,
-                        field: "cron",
-                        expected: "a string",
-                    })
-                }
+                Some(_) => return Err(WatchError::WrongType { index, field: "cron", expected: "a string" }),
             };
             if !valid_name(&cron) {
                 return Err(WatchError::BadName { index, value: cron });
             }
             let expr = match obj.get("schedule") {
-                None => {
-                    return Err(WatchError::MissingField {
-                        index,
-                        field: "schedule",
-                    })
-                }
+                None => return Err(WatchError::MissingField { index, field: "schedule" }),
                 Some(Value::String(s)) => s.clone(),
-                Some(_) => {
-                    return Err(WatchError::WrongType {
-                        index,
-                        field: "schedule",
-                        expected: "a string",
-                    })
-                }
+                Some(_) => return Err(WatchError::WrongType { index, field: "schedule", expected: "a string" }),
             };
-            let schedule = Schedule::parse(&expr).map_err(|error| WatchError::BadSchedule {
-                index,
-                cron: cron.clone(),
-                error,
-            })?;
-            let grace_s = seconds_field(
-                obj,
-                index,
-                &cron,
-                "grace_s",
-                DEFAULT_GRACE_S,
-                (MIN_GRACE_S, MAX_GRACE_S),
-            )?;
+            let schedule =
+                Schedule::parse(&expr).map_err(|error| WatchError::BadSchedule { index, cron: cron.clone(), error })?;
+            let grace_s = seconds_field(obj, index, &cron, "grace_s", DEFAULT_GRACE_S, (MIN_GRACE_S, MAX_GRACE_S))?;
             let max_runtime_s = seconds_field(
                 obj,
                 index,
@@ -326,42 +236,18 @@ impl WatchList {
             let code = match obj.get("code") {
                 None => cron[..1].to_string(),
                 Some(Value::String(s)) => s.clone(),
-                Some(_) => {
-                    return Err(WatchError::WrongType {
-                        index,
-                        field: "code",
-                        expected: "a string",
-                    })
-                }
+                Some(_) => return Err(WatchError::WrongType { index, field: "code", expected: "a string" }),
             };
             if !valid_code(&code) {
-                return Err(WatchError::BadCode {
-                    index,
-                    cron,
-                    value: code,
-                });
+                return Err(WatchError::BadCode { index, cron, value: code });
             }
             if let Some(first_index) = entries.iter().position(|e| e.cron == cron) {
-                return Err(WatchError::DuplicateCron {
-                    cron,
-                    first_index,
-                    index,
-                });
+                return Err(WatchError::DuplicateCron { cron, first_index, index });
             }
             if let Some(first) = entries.iter().find(|e| e.code == code) {
-                return Err(WatchError::DuplicateCode {
-                    code,
-                    first_cron: first.cron.clone(),
-                    cron,
-                });
+                return Err(WatchError::DuplicateCode { code, first_cron: first.cron.clone(), cron });
             }
-            entries.push(WatchEntry {
-                cron,
-                code,
-                schedule,
-                grace_s,
-                max_runtime_s,
-            });
+            entries.push(WatchEntry { cron, code, schedule, grace_s, max_runtime_s });
         }
         Ok(WatchList { entries })
     }
@@ -386,10 +272,7 @@ impl WatchList {
     /// compared after [`normalize_expression`].
     pub fn for_trigger(&self, expr: &str) -> Vec<&WatchEntry> {
         let n = normalize_expression(expr);
-        self.entries
-            .iter()
-            .filter(|e| e.schedule.normalized() == n)
-            .collect()
+        self.entries.iter().filter(|e| e.schedule.normalized() == n).collect()
     }
 
     /// Compare with `wrangler.toml`'s `[triggers] crons` (for one environment), both ways,
@@ -402,25 +285,18 @@ impl WatchList {
         for t in wrangler_crons {
             match Schedule::parse(t) {
                 Ok(s) => valid.push((t, s.normalized().to_string())),
-                Err(e) => out.invalid_triggers.push(InvalidTrigger {
-                    expr: t.clone(),
-                    error: e.to_string(),
-                }),
+                Err(e) => out.invalid_triggers.push(InvalidTrigger { expr: t.clone(), error: e.to_string() }),
             }
         }
         for (t, n) in &valid {
-            if !self.entries.iter().any(|e| e.schedule.normalized() == n)
-                && !out.unwatched_triggers.contains(t)
-            {
+            if !self.entries.iter().any(|e| e.schedule.normalized() == n) && !out.unwatched_triggers.contains(t) {
                 out.unwatched_triggers.push((*t).clone());
             }
         }
         for e in &self.entries {
             if !valid.iter().any(|(_, n)| n == e.schedule.normalized()) {
-                out.missing_triggers.push(MissingTrigger {
-                    cron: e.cron.clone(),
-                    schedule: e.schedule.expression().to_string(),
-                });
+                out.missing_triggers
+                    .push(MissingTrigger { cron: e.cron.clone(), schedule: e.schedule.expression().to_string() });
             }
         }
         out
@@ -443,10 +319,7 @@ mod tests {
         let l = WatchList::parse(SAMPLE).unwrap();
         assert_eq!(l.entries().len(), 4);
         let w = l.get("weekly_summary").unwrap();
-        assert_eq!(
-            (w.grace_s, w.max_runtime_s, w.code.as_str()),
-            (3600, DEFAULT_MAX_RUNTIME_S, "w")
-        );
+        assert_eq!((w.grace_s, w.max_runtime_s, w.code.as_str()), (3600, DEFAULT_MAX_RUNTIME_S, "w"));
         let a = l.get("ai_cost_check").unwrap();
         assert_eq!((a.grace_s, a.code.as_str()), (DEFAULT_GRACE_S, "ai"));
         assert_eq!(l.for_trigger("*/5  * * * *").len(), 1);
@@ -461,109 +334,55 @@ mod tests {
         assert!(matches!(e("{"), NotJson { .. }));
         assert_eq!(e("{}"), NotAList);
         assert_eq!(e("[1]"), EntryNotObject { index: 0 });
-        assert_eq!(
-            e(r#"[{"schedule":"0 7 * * *"}]"#),
-            MissingField {
-                index: 0,
-                field: "cron"
-            }
-        );
-        assert_eq!(
-            e(r#"[{"cron":"a"}]"#),
-            MissingField {
-                index: 0,
-                field: "schedule"
-            }
-        );
+        assert_eq!(e(r#"[{"schedule":"0 7 * * *"}]"#), MissingField { index: 0, field: "cron" });
+        assert_eq!(e(r#"[{"cron":"a"}]"#), MissingField { index: 0, field: "schedule" });
         assert_eq!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","grace":60}]"#),
-            UnknownField {
-                index: 0,
-                field: "grace".into()
-            }
+            UnknownField { index: 0, field: "grace".into() }
         );
-        assert_eq!(
-            e(r#"[{"cron":"Daily","schedule":"0 7 * * *"}]"#),
-            BadName {
-                index: 0,
-                value: "Daily".into()
-            }
-        );
+        assert_eq!(e(r#"[{"cron":"Daily","schedule":"0 7 * * *"}]"#), BadName { index: 0, value: "Daily".into() });
         assert!(matches!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *"},{"cron":"b","schedule":"0 25 * * *"}]"#),
             BadSchedule { index: 1, .. }
         ));
         assert_eq!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","grace_s":"30m"}]"#),
-            WrongType {
-                index: 0,
-                field: "grace_s",
-                expected: "a whole number of seconds"
-            }
+            WrongType { index: 0, field: "grace_s", expected: "a whole number of seconds" }
         );
         assert_eq!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","grace_s":1.5}]"#),
-            WrongType {
-                index: 0,
-                field: "grace_s",
-                expected: "a whole number of seconds"
-            }
+            WrongType { index: 0, field: "grace_s", expected: "a whole number of seconds" }
         );
         assert!(matches!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","grace_s":0}]"#),
-            OutOfRange {
-                index: 0,
-                field: "grace_s",
-                min: 1,
-                ..
-            }
+            OutOfRange { index: 0, field: "grace_s", min: 1, .. }
         ));
         assert!(matches!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","max_runtime_s":-5}]"#),
-            OutOfRange {
-                field: "max_runtime_s",
-                ..
-            }
+            OutOfRange { field: "max_runtime_s", .. }
         ));
         assert!(matches!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *","max_runtime_s":18446744073709551615}]"#),
-            OutOfRange {
-                field: "max_runtime_s",
-                ..
-            }
+            OutOfRange { field: "max_runtime_s", .. }
         ));
-        assert!(matches!(
-            e(r#"[{"cron":"a","schedule":"0 7 * * *","code":"A-1"}]"#),
-            BadCode { .. }
-        ));
+        assert!(matches!(e(r#"[{"cron":"a","schedule":"0 7 * * *","code":"A-1"}]"#), BadCode { .. }));
         assert!(matches!(
             e(r#"[{"cron":"a","schedule":"0 7 * * *"},{"cron":"a","schedule":"0 8 * * *"}]"#),
-            DuplicateCron {
-                first_index: 0,
-                index: 1,
-                ..
-            }
+            DuplicateCron { first_index: 0, index: 1, .. }
         ));
         let dup = e(
             r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"},{"cron":"daily_digest","schedule":"0 8 * * *"}]"#,
         );
         assert!(matches!(dup, DuplicateCode { ref code, .. } if code == "d"));
-        let msg =
-            e(r#"[{"cron":"x","schedule":"0 7 * * *"},{"cron":"b","schedule":"0 25 * * *"}]"#)
-                .to_string();
-        assert!(
-            msg.contains("entry 1 (b): field `schedule`") && msg.contains("hour field `25`"),
-            "{msg}"
-        );
+        let msg = e(r#"[{"cron":"x","schedule":"0 7 * * *"},{"cron":"b","schedule":"0 25 * * *"}]"#).to_string();
+        assert!(msg.contains("entry 1 (b): field `schedule`") && msg.contains("hour field `25`"), "{msg}");
     }
 
     #[test]
     fn watch_list_and_wrangler_triggers_agree() {
         let l = WatchList::parse(SAMPLE).unwrap();
-        let crons: Vec<String> = ["0 7 * * *", "0 8 * * 2", "30 6 * * *", "*/5  * * * *"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let crons: Vec<String> =
+            ["0 7 * * *", "0 8 * * 2", "30 6 * * *", "*/5  * * * *"].iter().map(|s| s.to_string()).collect();
         let c = l.check_triggers(&crons);
         assert!(c.agrees(), "{c:?}");
     }
@@ -571,28 +390,16 @@ mod tests {
     #[test]
     fn trigger_mismatches_are_reported_both_ways() {
         let l = WatchList::parse(SAMPLE).unwrap();
-        let crons: Vec<String> = [
-            "0 7 * * *",
-            "0 8 * * MON",
-            "30 6 * * *",
-            "0 3 * * *",
-            "0 0 * * * *",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let crons: Vec<String> = ["0 7 * * *", "0 8 * * MON", "30 6 * * *", "0 3 * * *", "0 0 * * * *"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let c = l.check_triggers(&crons);
         assert!(!c.agrees());
         // `0 8 * * MON` is the same day as `0 8 * * 2` but not the same trigger text.
+        assert_eq!(c.unwatched_triggers, vec!["0 8 * * MON".to_string(), "0 3 * * *".to_string()]);
         assert_eq!(
-            c.unwatched_triggers,
-            vec!["0 8 * * MON".to_string(), "0 3 * * *".to_string()]
-        );
-        assert_eq!(
-            c.missing_triggers
-                .iter()
-                .map(|m| m.cron.as_str())
-                .collect::<Vec<_>>(),
+            c.missing_triggers.iter().map(|m| m.cron.as_str()).collect::<Vec<_>>(),
             vec!["weekly_summary", "queue_sweep"]
         );
         assert_eq!(c.invalid_triggers.len(), 1);

@@ -230,9 +230,7 @@ impl CronTrack {
     }
 
     fn slot_taken(&self, slot_ms: i64) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.slot_ms == slot_ms && s.run_id.is_some())
+        self.slots.iter().any(|s| s.slot_ms == slot_ms && s.run_id.is_some())
     }
 
     fn set_slot(&mut self, slot_ms: i64, state: SlotState, run_id: Option<String>) {
@@ -245,14 +243,7 @@ impl CronTrack {
             }
             None => {
                 let at = self.slots.partition_point(|s| s.slot_ms < slot_ms);
-                self.slots.insert(
-                    at,
-                    SlotRecord {
-                        slot_ms,
-                        state,
-                        run_id,
-                    },
-                );
+                self.slots.insert(at, SlotRecord { slot_ms, state, run_id });
                 if self.slots.len() > MAX_SLOT_HISTORY {
                     self.slots.remove(0);
                 }
@@ -272,15 +263,11 @@ impl CronTrack {
     }
 
     fn ended_at_or_after(&self, key_ms: i64) -> bool {
-        self.runs
-            .iter()
-            .any(|r| r.state.is_ended() && r.key_ms() >= key_ms)
+        self.runs.iter().any(|r| r.state.is_ended() && r.key_ms() >= key_ms)
     }
 
     fn add_run(&mut self, run: RunRecord) -> usize {
-        let at = self
-            .runs
-            .partition_point(|r| r.started_at_ms <= run.started_at_ms);
+        let at = self.runs.partition_point(|r| r.started_at_ms <= run.started_at_ms);
         self.runs.insert(at, run);
         let mut idx = at;
         while self.runs.len() > MAX_RUN_HISTORY {
@@ -307,12 +294,7 @@ impl CronTrack {
         started_at_ms: i64,
         start_seen: bool,
     ) -> usize {
-        let m =
-            entry
-                .schedule
-                .attribute(Some(scheduled_ms), started_at_ms, entry.grace_ms(), |s| {
-                    self.slot_taken(s)
-                });
+        let m = entry.schedule.attribute(Some(scheduled_ms), started_at_ms, entry.grace_ms(), |s| self.slot_taken(s));
         let run = RunRecord {
             run_id: run_id.to_string(),
             slot_ms: m.map(|m| m.slot_ms),
@@ -333,9 +315,7 @@ impl CronTrack {
         // history trimming can never forget a claim the pointer still needs.
         for _ in 0..MAX_SLOT_HISTORY {
             match self.next_slot_ms {
-                Some(s) if self.slot_taken(s) => {
-                    self.next_slot_ms = entry.schedule.next_after_ms(s)
-                }
+                Some(s) if self.slot_taken(s) => self.next_slot_ms = entry.schedule.next_after_ms(s),
                 _ => break,
             }
         }
@@ -343,30 +323,14 @@ impl CronTrack {
     }
 
     fn resolve_all(&mut self, now_ms: i64, why: &str, events: &mut Vec<CronAlertEvent>) {
-        for (rule, alert) in [
-            (CRON_MISSED, self.missed.take()),
-            (CRON_STUCK, self.stuck.take()),
-        ] {
+        for (rule, alert) in [(CRON_MISSED, self.missed.take()), (CRON_STUCK, self.stuck.take())] {
             if let Some(a) = alert {
-                events.push(self.event(
-                    rule,
-                    AlertState::Resolved,
-                    &a,
-                    format!("{}: {why}", self.cron),
-                    now_ms,
-                ));
+                events.push(self.event(rule, AlertState::Resolved, &a, format!("{}: {why}", self.cron), now_ms));
             }
         }
     }
 
-    fn event(
-        &self,
-        rule: &str,
-        state: AlertState,
-        a: &OpenAlert,
-        summary: String,
-        now_ms: i64,
-    ) -> CronAlertEvent {
+    fn event(&self, rule: &str, state: AlertState, a: &OpenAlert, summary: String, now_ms: i64) -> CronAlertEvent {
         CronAlertEvent::new(
             rule,
             Some(&self.cron),
@@ -416,9 +380,7 @@ impl CronTrack {
                 }
                 RunState::Running if over => self.set_run_state(i, RunState::Stuck),
                 RunState::Unknown
-                    if !lagging
-                        && r.unknown_since_ms
-                            .is_some_and(|u| u.saturating_add(LAG_RECHECK_MS) <= now_ms) =>
+                    if !lagging && r.unknown_since_ms.is_some_and(|u| u.saturating_add(LAG_RECHECK_MS) <= now_ms) =>
                 {
                     self.set_run_state(i, RunState::Stuck)
                 }
@@ -456,11 +418,8 @@ impl CronTrack {
             }
         }
         if self.stuck.is_none() {
-            let run = self
-                .runs
-                .iter()
-                .find(|r| r.state == RunState::Stuck && !self.ended_at_or_after(r.key_ms()))
-                .cloned();
+            let run =
+                self.runs.iter().find(|r| r.state == RunState::Stuck && !self.ended_at_or_after(r.key_ms())).cloned();
             if let Some(r) = run {
                 let a = OpenAlert {
                     since_ms: r.started_at_ms.saturating_add(entry.max_runtime_ms()),
@@ -546,21 +505,13 @@ impl Watchdog {
     pub fn ingest(&mut self, watch: &WatchList, ci: &CronCheckIn, now_ms: i64) -> Outcome {
         let mut events = Vec::new();
         self.sync(watch, now_ms, &mut events);
-        let effect = match (
-            watch.get(&ci.cron),
-            self.crons.iter_mut().find(|t| t.cron == ci.cron),
-        ) {
+        let effect = match (watch.get(&ci.cron), self.crons.iter_mut().find(|t| t.cron == ci.cron)) {
             (Some(entry), Some(track)) => Self::apply(entry, track, ci, now_ms, &mut events),
             _ => CheckInEffect::Unwatched,
         };
         let next = self.next_due_ms(watch);
         self.armed_due_ms = next;
-        Outcome {
-            events,
-            next_due_ms: next,
-            lag_s: 0,
-            check_in: Some(effect),
-        }
+        Outcome { events, next_due_ms: next, lag_s: 0, check_in: Some(effect) }
     }
 
     fn apply(
@@ -577,28 +528,16 @@ impl Watchdog {
                     return CheckInEffect::Duplicate;
                 }
                 let idx = t.start_run(entry, &ci.run_id, ci.scheduled_ms, ci.at_ms, true);
-                CheckInEffect::Recorded {
-                    slot_ms: t.runs[idx].slot_ms,
-                }
+                CheckInEffect::Recorded { slot_ms: t.runs[idx].slot_ms }
             }
-            CheckInKind::End {
-                ok,
-                ms,
-                results,
-                errors_count,
-            } => {
+            CheckInKind::End { ok, ms, results, errors_count } => {
                 let idx = match existing {
-                    Some(i)
-                        if t.runs[i].state.is_ended()
-                            && t.runs[i].ended_at_ms == Some(ci.at_ms) =>
-                    {
+                    Some(i) if t.runs[i].state.is_ended() && t.runs[i].ended_at_ms == Some(ci.at_ms) => {
                         return CheckInEffect::Duplicate;
                     }
                     Some(i) => i,
                     None => {
-                        let started = ci
-                            .at_ms
-                            .saturating_sub(i64::try_from(*ms).unwrap_or(i64::MAX));
+                        let started = ci.at_ms.saturating_sub(i64::try_from(*ms).unwrap_or(i64::MAX));
                         t.start_run(entry, &ci.run_id, ci.scheduled_ms, started, false)
                     }
                 };
@@ -610,28 +549,13 @@ impl Watchdog {
                     r.errors_count = *errors_count;
                     r.unknown_since_ms = None;
                 }
-                t.set_run_state(
-                    idx,
-                    if *ok {
-                        RunState::EndedOk
-                    } else {
-                        RunState::EndedError
-                    },
-                );
-                let (key, run_id, slot_ms) = (
-                    t.runs[idx].key_ms(),
-                    t.runs[idx].run_id.clone(),
-                    t.runs[idx].slot_ms,
-                );
+                t.set_run_state(idx, if *ok { RunState::EndedOk } else { RunState::EndedError });
+                let (key, run_id, slot_ms) = (t.runs[idx].key_ms(), t.runs[idx].run_id.clone(), t.runs[idx].slot_ms);
                 let outcome = if *ok { "ok" } else { "with errors" };
                 for (rule, slot) in [(CRON_MISSED, &mut t.missed), (CRON_STUCK, &mut t.stuck)] {
                     if slot.as_ref().is_some_and(|a| key >= a.key_ms) {
                         if let Some(a) = slot.take() {
-                            let summary = format!(
-                                "{}: run {run_id} ended {outcome} at {}",
-                                t.cron,
-                                fmt_ts(ci.at_ms)
-                            );
+                            let summary = format!("{}: run {run_id} ended {outcome} at {}", t.cron, fmt_ts(ci.at_ms));
                             events.push(CronAlertEvent::new(
                                 rule,
                                 Some(&t.cron),
@@ -657,9 +581,7 @@ impl Watchdog {
     pub fn evaluate(&mut self, watch: &WatchList, now_ms: i64) -> Outcome {
         let mut events = Vec::new();
         self.sync(watch, now_ms, &mut events);
-        let lag_ms = self
-            .armed_due_ms
-            .map_or(0, |d| now_ms.saturating_sub(d).max(0));
+        let lag_ms = self.armed_due_ms.map_or(0, |d| now_ms.saturating_sub(d).max(0));
         let lagging = lag_ms > LAG_TOLERANCE_MS;
         for t in &mut self.crons {
             let Some(entry) = watch.get(&t.cron) else {
@@ -677,22 +599,14 @@ impl Watchdog {
         }
         let next = self.next_due_ms(watch);
         self.armed_due_ms = next;
-        Outcome {
-            events,
-            next_due_ms: next,
-            lag_s: u64::try_from(lag_ms / 1000).unwrap_or(0),
-            check_in: None,
-        }
+        Outcome { events, next_due_ms: next, lag_s: u64::try_from(lag_ms / 1000).unwrap_or(0), check_in: None }
     }
 
     /// The earliest time an evaluation is needed: the first unclaimed slot's `slot + grace`,
     /// a running run's `start + max_runtime`, an unknown run's recheck. May be in the past
     /// (evaluate at once).
     pub fn next_due_ms(&self, watch: &WatchList) -> Option<i64> {
-        self.crons
-            .iter()
-            .filter_map(|t| watch.get(&t.cron).and_then(|e| t.next_due_ms(e)))
-            .min()
+        self.crons.iter().filter_map(|t| watch.get(&t.cron).and_then(|e| t.next_due_ms(e))).min()
     }
 
     /// Status per watched cron, in watch-list order.
@@ -703,11 +617,7 @@ impl Watchdog {
             .iter()
             .map(|e| {
                 let fresh;
-                let t = match self
-                    .crons
-                    .iter()
-                    .find(|t| t.cron == e.cron && t.schedule == e.schedule.normalized())
-                {
+                let t = match self.crons.iter().find(|t| t.cron == e.cron && t.schedule == e.schedule.normalized()) {
                     Some(t) => t,
                     None => {
                         fresh = CronTrack::new(e, now_ms);
@@ -727,16 +637,8 @@ impl Watchdog {
     }
 
     fn cron_status(e: &WatchEntry, t: &CronTrack, now_ms: i64, lag_s: u64) -> CronStatus {
-        let last_run = t
-            .runs
-            .iter()
-            .filter(|r| r.state.is_ended())
-            .max_by_key(|r| r.ended_at_ms)
-            .cloned();
-        let from = now_ms
-            .saturating_sub(e.grace_ms())
-            .saturating_add(1)
-            .max(t.watch_since_ms);
+        let last_run = t.runs.iter().filter(|r| r.state.is_ended()).max_by_key(|r| r.ended_at_ms).cloned();
+        let from = now_ms.saturating_sub(e.grace_ms()).saturating_add(1).max(t.watch_since_ms);
         let next_expected_ms = e.schedule.next_at_or_after_ms(from);
         let next_expected_state = next_expected_ms
             .and_then(|n| t.slots.iter().find(|s| s.slot_ms == n))
@@ -767,8 +669,7 @@ impl Watchdog {
             last_end_ms: t.runs.iter().filter_map(|r| r.ended_at_ms).max(),
             last_run,
             next_expected_ms,
-            next_expected_run_id: next_expected_ms
-                .map(|n| run_id_for_slot(&e.code, n, e.schedule.is_sub_daily())),
+            next_expected_run_id: next_expected_ms.map(|n| run_id_for_slot(&e.code, n, e.schedule.is_sub_daily())),
             next_expected_state,
             missed_firing: t.missed.is_some(),
             stuck_firing: t.stuck.is_some(),

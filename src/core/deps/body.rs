@@ -5,9 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::external::MAX_ERROR_BODY_CHARS;
-use crate::core::redact::{
-    cap_chars, has_secret_prefix, is_sensitive_token, scrub_text, scrub_text_capped, REDACTED,
-};
+use crate::core::redact::{cap_chars, has_secret_prefix, is_sensitive_token, scrub_text, scrub_text_capped, REDACTED};
 
 /// Largest body read for redaction; beyond it the text is cut at a word boundary (the JSON
 /// then no longer parses and is scrubbed as text, which removes every quoted value).
@@ -62,9 +60,7 @@ fn key_words(key: &str) -> Vec<String> {
 /// Whether values under `key` are personal data or secrets (and so replaced whole).
 pub fn is_sensitive_key(key: &str) -> bool {
     let lower = key.to_lowercase();
-    key_words(key)
-        .iter()
-        .any(|w| SENSITIVE_KEY_WORDS.contains(&w.as_str()))
+    key_words(key).iter().any(|w| SENSITIVE_KEY_WORDS.contains(&w.as_str()))
         || SENSITIVE_KEY_FRAGMENTS.iter().any(|f| lower.contains(f))
 }
 
@@ -86,8 +82,7 @@ pub fn redact_body(body: &str, content_type: Option<&str>) -> String {
     let starts_like_json = matches!(body.trim_start().as_bytes().first(), Some(b'{' | b'['));
     if ct.contains("json") || starts_like_json {
         if let Ok(v) = serde_json::from_str::<Value>(body) {
-            let text =
-                serde_json::to_string(&redact_json(v)).unwrap_or_else(|_| REDACTED.to_string());
+            let text = serde_json::to_string(&redact_json(v)).unwrap_or_else(|_| REDACTED.to_string());
             return cap_chars(text, MAX_ERROR_BODY_CHARS);
         }
     }
@@ -135,9 +130,7 @@ fn redact_json(v: Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
         Value::String(s) => Value::String(scrub_text(&s)),
-        Value::Number(n) if is_sensitive_token(&n.to_string()) => {
-            Value::String(REDACTED.to_string())
-        }
+        Value::Number(n) if is_sensitive_token(&n.to_string()) => Value::String(REDACTED.to_string()),
         other => other,
     }
 }
@@ -146,9 +139,7 @@ fn looks_like_form(body: &str) -> bool {
     let body = body.trim();
     !body.is_empty()
         && !body.contains(char::is_whitespace)
-        && body
-            .split('&')
-            .all(|pair| pair.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
+        && body.split('&').all(|pair| pair.split_once('=').is_some_and(|(k, _)| !k.is_empty()))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -183,11 +174,7 @@ fn redact_form(body: &str) -> String {
             if scrub_text(&key) != key {
                 return format!("{REDACTED}={REDACTED}");
             }
-            let value = if is_sensitive_key(&key) {
-                REDACTED.to_string()
-            } else {
-                scrub_text(&percent_decode(v))
-            };
+            let value = if is_sensitive_key(&key) { REDACTED.to_string() } else { scrub_text(&percent_decode(v)) };
             format!("{key}={value}")
         })
         .collect::<Vec<_>>()
@@ -203,8 +190,7 @@ pub const ALLOWED_HEADERS: &[&str] = &[
     "idempotent-replayed", "stripe-version", "stripe-should-retry", "x-should-retry",
 ];
 /// Allowed header name prefixes (rate-limit state).
-pub const ALLOWED_HEADER_PREFIXES: &[&str] =
-    &["x-ratelimit-", "ratelimit-", "anthropic-ratelimit-"];
+pub const ALLOWED_HEADER_PREFIXES: &[&str] = &["x-ratelimit-", "ratelimit-", "anthropic-ratelimit-"];
 /// Allowed headers that carry an upstream's id: kept when the value is id-shaped.
 #[rustfmt::skip]
 const ID_HEADERS: &[&str] = &[
@@ -219,8 +205,7 @@ pub(crate) fn is_id_shaped(v: &str) -> bool {
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
     let letters = v.bytes().filter(u8::is_ascii_alphabetic).count();
     (1..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
         && digits > 0
         && letters > 0
         && !(digits >= 7 && letters < 3)
@@ -239,9 +224,7 @@ pub fn redact_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
             let lower = name.to_ascii_lowercase();
             let plain_name = !name.is_empty()
                 && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !plain_name {
                 return (REDACTED.to_string(), REDACTED.to_string());
             }
@@ -257,14 +240,7 @@ pub fn redact_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
                             || chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok()
                             || scrub_text(value) == value)
                 };
-            (
-                name.clone(),
-                if keep {
-                    value.to_string()
-                } else {
-                    REDACTED.to_string()
-                },
-            )
+            (name.clone(), if keep { value.to_string() } else { REDACTED.to_string() })
         })
         .collect()
 }
@@ -291,35 +267,20 @@ mod tests {
         let v = json(&out);
         assert_eq!(v["error"]["code"], "card_declined");
         assert_eq!(v["error"]["decline_code"], "insufficient_funds");
-        assert_eq!(
-            v["error"]["message"],
-            "Card declined for [redacted] [redacted]"
-        );
+        assert_eq!(v["error"]["message"], "Card declined for [redacted] [redacted]");
         assert_eq!(v["error"]["customer_name"], "[redacted]");
         assert_eq!(v["error"]["payment_method"]["card"], "[redacted]");
-        assert_eq!(
-            v["error"]["payment_method"]["billing_details"],
-            "[redacted]"
-        );
+        assert_eq!(v["error"]["payment_method"]["billing_details"], "[redacted]");
         assert_eq!(v["error"]["payment_method"]["id"], "pm_1Nx");
-        assert_eq!(
-            v["error"]["doc_url"],
-            "https://stripe.com/docs/error-codes/card-declined"
-        );
+        assert_eq!(v["error"]["doc_url"], "https://stripe.com/docs/error-codes/card-declined");
     }
 
     #[test]
     fn api_keys_are_removed_from_json_and_text() {
         let body = r#"{"error":{"type":"invalid_request_error","message":"Invalid API Key provided: sk_live_51HxYzAbCdEfGhIjKlMnOp","api_key":"sk_test_abcdefghijklmnop1234"}}"#;
         let out = redact_body(body, Some("application/json"));
-        assert!(
-            !out.contains("sk_live_") && !out.contains("sk_test_"),
-            "{out}"
-        );
-        assert_eq!(
-            json(&out)["error"]["message"],
-            "Invalid API [redacted] provided: [redacted]"
-        );
+        assert!(!out.contains("sk_live_") && !out.contains("sk_test_"), "{out}");
+        assert_eq!(json(&out)["error"]["message"], "Invalid API [redacted] provided: [redacted]");
         for text in [
             "bad key whsec_0123456789abcdefABCDEF here",
             "x-api-key: sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWx-yz_0123456789 rejected",
@@ -341,10 +302,7 @@ mod tests {
         let xml = "<TwilioResponse><RestException><Code>21211</Code><Message>The To number +1 415 555 0100 is not a valid phone number.</Message></RestException></TwilioResponse>";
         let out = redact_body(xml, Some("application/xml"));
         assert!(!out.contains("415") && out.contains("21211"), "{out}");
-        assert_eq!(
-            redact_body("upstream connect error", Some("text/plain")),
-            "upstream connect error"
-        );
+        assert_eq!(redact_body("upstream connect error", Some("text/plain")), "upstream connect error");
     }
 
     #[test]
@@ -354,22 +312,14 @@ mod tests {
         assert_eq!(v["code"], 21211);
         assert_eq!(v["status"], 400);
         assert_eq!(v["to"], "[redacted]");
-        assert_eq!(
-            v["message"],
-            "The [redacted] number [redacted] is not a valid phone number."
-        );
+        assert_eq!(v["message"], "The [redacted] number [redacted] is not a valid phone number.");
     }
 
     #[test]
     fn keys_that_hold_data_are_dropped_and_long_numbers_redacted() {
-        let v = json(&redact_body(
-            r#"{"alice@example.com":{"x":1},"ok":true,"amount":4242424242424242,"qty":3}"#,
-            None,
-        ));
-        assert_eq!(
-            v,
-            serde_json::json!({"[redacted_keys]": 1, "ok": true, "amount": "[redacted]", "qty": 3})
-        );
+        let v =
+            json(&redact_body(r#"{"alice@example.com":{"x":1},"ok":true,"amount":4242424242424242,"qty":3}"#, None));
+        assert_eq!(v, serde_json::json!({"[redacted_keys]": 1, "ok": true, "amount": "[redacted]", "qty": 3}));
     }
 
     #[test]
@@ -387,17 +337,11 @@ mod tests {
     #[test]
     fn bodies_are_capped() {
         let body = serde_json::json!({"items": vec!["plain words here"; 500]}).to_string();
-        assert!(
-            redact_body(&body, Some("application/json")).chars().count()
-                <= MAX_ERROR_BODY_CHARS + 1
-        );
+        assert!(redact_body(&body, Some("application/json")).chars().count() <= MAX_ERROR_BODY_CHARS + 1);
         let text = "word ".repeat(1000);
         assert!(redact_body(&text, None).chars().count() <= MAX_ERROR_BODY_CHARS + 1);
         // Oversized JSON is cut, fails to parse, and is scrubbed as text: no value survives.
-        let big = format!(
-            r#"{{"pad":"{}","name":"Alice Smith"}}"#,
-            "x ".repeat(MAX_BODY_INPUT_BYTES)
-        );
+        let big = format!(r#"{{"pad":"{}","name":"Alice Smith"}}"#, "x ".repeat(MAX_BODY_INPUT_BYTES));
         assert!(!redact_body(&big, Some("application/json")).contains("Alice"));
     }
 
@@ -419,18 +363,7 @@ mod tests {
         ] {
             assert!(is_sensitive_key(k), "{k}");
         }
-        for k in [
-            "message",
-            "type",
-            "code",
-            "decline_code",
-            "param",
-            "doc_url",
-            "status",
-            "more_info",
-            "total",
-            "id",
-        ] {
+        for k in ["message", "type", "code", "decline_code", "param", "doc_url", "status", "more_info", "total", "id"] {
             assert!(!is_sensitive_key(k), "{k}");
         }
     }

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::external::Service;
 
 /// An amount of money in micro-dollars (1 USD = 1 000 000).
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Cost(u64);
 
@@ -45,10 +43,7 @@ impl Cost {
     }
 
     pub fn checked_add(self, other: Cost) -> Result<Cost, CostError> {
-        self.0
-            .checked_add(other.0)
-            .map(Cost)
-            .ok_or(CostError::Overflow)
+        self.0.checked_add(other.0).map(Cost).ok_or(CostError::Overflow)
     }
 
     /// For running totals that must not fail (a monitor's sum): stops at `u64::MAX`.
@@ -82,10 +77,7 @@ pub struct CallCost {
 
 impl CallCost {
     pub fn new(service: Service, cost: Cost) -> Self {
-        CallCost {
-            service,
-            micros: cost.micros(),
-        }
+        CallCost { service, micros: cost.micros() }
     }
 
     pub fn cost(&self) -> Cost {
@@ -153,10 +145,7 @@ pub fn sms_segments(body: &str) -> SmsSegments {
     let gsm: Option<Vec<u32>> = body.chars().map(gsm7_units).collect();
     let (encoding, costs): (SmsEncoding, Vec<u32>) = match gsm {
         Some(costs) => (SmsEncoding::Gsm7, costs),
-        None => (
-            SmsEncoding::Ucs2,
-            body.chars().map(|c| c.len_utf16() as u32).collect(),
-        ),
+        None => (SmsEncoding::Ucs2, body.chars().map(|c| c.len_utf16() as u32).collect()),
     };
     let units = costs.iter().fold(0u32, |a, c| a.saturating_add(*c));
     let segments = if units <= encoding.single_units() {
@@ -174,11 +163,7 @@ pub fn sms_segments(body: &str) -> SmsSegments {
         }
         parts
     };
-    SmsSegments {
-        encoding,
-        units,
-        segments,
-    }
+    SmsSegments { encoding, units, segments }
 }
 
 /// Segments for a message of `units` units with no multi-unit characters (the plain formula:
@@ -211,9 +196,7 @@ pub fn ai_cost(input_tokens: u64, output_tokens: u64, price: AiPrice) -> Result<
     let output = u128::from(output_tokens) * u128::from(price.output_per_mtok_micros);
     let total = input.checked_add(output).ok_or(CostError::Overflow)?;
     let micros = total / 1_000_000 + u128::from(total % 1_000_000 >= 500_000);
-    u64::try_from(micros)
-        .map(Cost)
-        .map_err(|_| CostError::Overflow)
+    u64::try_from(micros).map(Cost).map_err(|_| CostError::Overflow)
 }
 
 #[cfg(test)]
@@ -224,11 +207,7 @@ mod tests {
     fn gsm7_segment_boundaries() {
         assert_eq!(
             sms_segments(&"a".repeat(160)),
-            SmsSegments {
-                encoding: SmsEncoding::Gsm7,
-                units: 160,
-                segments: 1
-            }
+            SmsSegments { encoding: SmsEncoding::Gsm7, units: 160, segments: 1 }
         );
         assert_eq!(sms_segments(&"a".repeat(161)).segments, 2);
         assert_eq!(sms_segments(&"a".repeat(306)).segments, 2);
@@ -241,14 +220,7 @@ mod tests {
 
     #[test]
     fn ucs2_segment_boundaries() {
-        assert_eq!(
-            sms_segments(&"ж".repeat(70)),
-            SmsSegments {
-                encoding: SmsEncoding::Ucs2,
-                units: 70,
-                segments: 1
-            }
-        );
+        assert_eq!(sms_segments(&"ж".repeat(70)), SmsSegments { encoding: SmsEncoding::Ucs2, units: 70, segments: 1 });
         assert_eq!(sms_segments(&"ж".repeat(71)).segments, 2);
         assert_eq!(sms_segments(&"ж".repeat(134)).segments, 2);
         assert_eq!(sms_segments(&"ж".repeat(135)).segments, 3);
@@ -269,10 +241,7 @@ mod tests {
     #[test]
     fn gsm_extension_characters_count_twice_and_are_not_split() {
         let s = sms_segments(&"€".repeat(80));
-        assert_eq!(
-            (s.encoding, s.units, s.segments),
-            (SmsEncoding::Gsm7, 160, 1)
-        );
+        assert_eq!((s.encoding, s.units, s.segments), (SmsEncoding::Gsm7, 160, 1));
         // 306 units would fill two parts exactly, but the escape pair cannot straddle the
         // first part's boundary at 153, so the message needs a third part.
         let s = sms_segments(&format!("{}€{}", "a".repeat(152), "a".repeat(152)));
@@ -287,41 +256,22 @@ mod tests {
         let seg = sms_segments(&"a".repeat(161)).segments;
         assert_eq!(twilio_sms_cost(seg, 7_900), Ok(Cost::from_micros(15_800)));
         assert_eq!(twilio_sms_cost(0, 7_900), Ok(Cost::ZERO));
-        assert_eq!(
-            twilio_sms_cost(u32::MAX, u64::MAX),
-            Err(CostError::Overflow)
-        );
+        assert_eq!(twilio_sms_cost(u32::MAX, u64::MAX), Err(CostError::Overflow));
     }
 
     #[test]
     fn ai_cost_prices_tokens_per_million() {
-        let sonnet = AiPrice {
-            input_per_mtok_micros: 3_000_000,
-            output_per_mtok_micros: 15_000_000,
-        };
+        let sonnet = AiPrice { input_per_mtok_micros: 3_000_000, output_per_mtok_micros: 15_000_000 };
         // 1 200 in x $3/MTok + 350 out x $15/MTok = $0.0036 + $0.00525.
         assert_eq!(ai_cost(1_200, 350, sonnet), Ok(Cost::from_micros(8_850)));
-        assert_eq!(
-            ai_cost(1_000_000, 1_000_000, sonnet),
-            Ok(Cost::from_micros(18_000_000))
-        );
-        let haiku = AiPrice {
-            input_per_mtok_micros: 800_000,
-            output_per_mtok_micros: 4_000_000,
-        };
+        assert_eq!(ai_cost(1_000_000, 1_000_000, sonnet), Ok(Cost::from_micros(18_000_000)));
+        let haiku = AiPrice { input_per_mtok_micros: 800_000, output_per_mtok_micros: 4_000_000 };
         // 1 token x 0.8 micro-dollars rounds to 1; rounding happens once, on the total.
         assert_eq!(ai_cost(1, 0, haiku), Ok(Cost::from_micros(1)));
         assert_eq!(ai_cost(5, 0, haiku), Ok(Cost::from_micros(4)));
         assert_eq!(ai_cost(0, 0, haiku), Ok(Cost::ZERO));
         assert_eq!(
-            ai_cost(
-                u64::MAX,
-                u64::MAX,
-                AiPrice {
-                    input_per_mtok_micros: u64::MAX,
-                    output_per_mtok_micros: u64::MAX
-                }
-            ),
+            ai_cost(u64::MAX, u64::MAX, AiPrice { input_per_mtok_micros: u64::MAX, output_per_mtok_micros: u64::MAX }),
             Err(CostError::Overflow)
         );
     }
@@ -329,18 +279,9 @@ mod tests {
     #[test]
     fn cost_arithmetic_and_display() {
         let a = Cost::from_micros(7_900);
-        assert_eq!(
-            a.checked_add(Cost::from_micros(100)),
-            Ok(Cost::from_micros(8_000))
-        );
-        assert_eq!(
-            Cost::from_micros(u64::MAX).checked_add(a),
-            Err(CostError::Overflow)
-        );
-        assert_eq!(
-            Cost::from_micros(u64::MAX).saturating_add(a).micros(),
-            u64::MAX
-        );
+        assert_eq!(a.checked_add(Cost::from_micros(100)), Ok(Cost::from_micros(8_000)));
+        assert_eq!(Cost::from_micros(u64::MAX).checked_add(a), Err(CostError::Overflow));
+        assert_eq!(Cost::from_micros(u64::MAX).saturating_add(a).micros(), u64::MAX);
         assert_eq!(a.checked_mul(3), Ok(Cost::from_micros(23_700)));
         assert_eq!(a.to_string(), "$0.007900");
         assert_eq!(Cost::from_micros(12_345_678).to_string(), "$12.345678");
@@ -350,10 +291,7 @@ mod tests {
     fn call_cost_serializes_for_the_monitor() {
         let c = CallCost::new(Service::Twilio, Cost::from_micros(15_800));
         let json = serde_json::to_value(c).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"service": "twilio", "micros": 15800})
-        );
+        assert_eq!(json, serde_json::json!({"service": "twilio", "micros": 15800}));
         let back: CallCost = serde_json::from_value(json).unwrap();
         assert_eq!(back, c);
         assert_eq!(back.cost().micros(), 15_800);

@@ -99,10 +99,7 @@ impl D1Tally {
                 distinct.push(sig);
             }
         }
-        let signature = cap_chars(
-            format!("BATCH {}: {}", statements.len(), distinct.join("; ")),
-            MAX_SIGNATURE_CHARS,
-        );
+        let signature = cap_chars(format!("BATCH {}: {}", statements.len(), distinct.join("; ")), MAX_SIGNATURE_CHARS);
         let n = u32::try_from(statements.len()).unwrap_or(u32::MAX);
         self.record_round_trip(signature, n, ms);
     }
@@ -114,10 +111,7 @@ impl D1Tally {
             self.latencies_ms.push(ms);
         }
         if self.slowest.as_ref().is_none_or(|s| ms > s.ms) {
-            self.slowest = Some(SlowQuery {
-                sql: signature.clone(),
-                ms,
-            });
+            self.slowest = Some(SlowQuery { sql: signature.clone(), ms });
         }
         let n = self.round_trips_by_signature.entry(signature).or_insert(0);
         *n = n.saturating_add(1);
@@ -141,14 +135,9 @@ impl D1Tally {
     /// The most repeated signature when it reached the threshold (ties: the smallest
     /// signature, so the answer is stable).
     pub fn n_plus_one(&self) -> Option<NPlusOne> {
-        let (signature, &count) = self
-            .round_trips_by_signature
-            .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
-        (count >= self.n_plus_one_threshold).then(|| NPlusOne {
-            signature: signature.clone(),
-            count,
-        })
+        let (signature, &count) =
+            self.round_trips_by_signature.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
+        (count >= self.n_plus_one_threshold).then(|| NPlusOne { signature: signature.clone(), count })
     }
 
     pub fn summary(&self) -> D1Summary {
@@ -182,13 +171,7 @@ mod tests {
         t.record_query("SELECT * FROM customers WHERE name = 'Alice Smith'", 41.25);
         t.record_query("UPDATE tickets SET status = 'open' WHERE id = 2506", 7.5);
         assert_eq!(t.queries(), 3);
-        assert_eq!(
-            t.slowest(),
-            Some(&SlowQuery {
-                sql: "SELECT * FROM customers WHERE name = ?".into(),
-                ms: 41.25
-            })
-        );
+        assert_eq!(t.slowest(), Some(&SlowQuery { sql: "SELECT * FROM customers WHERE name = ?".into(), ms: 41.25 }));
         assert_eq!(t.latencies_ms(), &[3.0, 41.25, 7.5]);
         assert_eq!(t.n_plus_one(), None);
     }
@@ -199,18 +182,11 @@ mod tests {
         for id in 0..DEFAULT_N_PLUS_ONE_THRESHOLD - 1 {
             t.record_query(&format!("SELECT * FROM lines WHERE ticket_id = {id}"), 1.0);
         }
-        assert_eq!(
-            t.n_plus_one(),
-            None,
-            "threshold - 1 repetitions are not flagged"
-        );
+        assert_eq!(t.n_plus_one(), None, "threshold - 1 repetitions are not flagged");
         t.record_query("SELECT * FROM lines WHERE ticket_id = 999", 1.0);
         assert_eq!(
             t.n_plus_one(),
-            Some(NPlusOne {
-                signature: LINES_BY_TICKET.into(),
-                count: DEFAULT_N_PLUS_ONE_THRESHOLD
-            })
+            Some(NPlusOne { signature: LINES_BY_TICKET.into(), count: DEFAULT_N_PLUS_ONE_THRESHOLD })
         );
     }
 
@@ -223,13 +199,7 @@ mod tests {
         for i in 0..6 {
             t.record_query(&format!("SELECT * FROM lines WHERE ticket_id = {i}"), 1.0);
         }
-        assert_eq!(
-            t.n_plus_one(),
-            Some(NPlusOne {
-                signature: LINES_BY_TICKET.into(),
-                count: 6
-            })
-        );
+        assert_eq!(t.n_plus_one(), Some(NPlusOne { signature: LINES_BY_TICKET.into(), count: 6 }));
         assert_eq!(t.summary().d1_queries, 10);
     }
 
@@ -245,9 +215,8 @@ mod tests {
     #[test]
     fn a_batch_counts_its_statements_but_is_one_round_trip() {
         let mut t = D1Tally::with_n_plus_one_threshold(3);
-        let inserts: Vec<String> = (0..5)
-            .map(|i| format!("INSERT INTO lines (ticket_id, qty) VALUES (7, {i})"))
-            .collect();
+        let inserts: Vec<String> =
+            (0..5).map(|i| format!("INSERT INTO lines (ticket_id, qty) VALUES (7, {i})")).collect();
         t.record_batch(&inserts, 12.0);
         assert_eq!(t.queries(), 5);
         assert_eq!(t.latencies_ms(), &[12.0]);
@@ -289,21 +258,12 @@ mod tests {
         t.apply_to(&mut r);
         let v: serde_json::Value = serde_json::from_str(&r.to_line()).unwrap();
         assert_eq!(v["d1_queries"], 1);
-        assert_eq!(
-            v["d1_slowest"],
-            serde_json::json!({"sql": "SELECT * FROM tickets WHERE id = ?", "ms": 2.5})
-        );
+        assert_eq!(v["d1_slowest"], serde_json::json!({"sql": "SELECT * FROM tickets WHERE id = ?", "ms": 2.5}));
     }
 
     #[test]
     fn n_plus_one_serializes_with_signature_and_count() {
-        let n = NPlusOne {
-            signature: LINES_BY_TICKET.into(),
-            count: 12,
-        };
-        assert_eq!(
-            serde_json::to_value(&n).unwrap(),
-            serde_json::json!({"signature": LINES_BY_TICKET, "count": 12})
-        );
+        let n = NPlusOne { signature: LINES_BY_TICKET.into(), count: 12 };
+        assert_eq!(serde_json::to_value(&n).unwrap(), serde_json::json!({"signature": LINES_BY_TICKET, "count": 12}));
     }
 }

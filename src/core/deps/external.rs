@@ -26,12 +26,7 @@ pub enum Service {
 
 impl Service {
     /// In the order of [`EXTERNAL_SERVICES`].
-    pub const ALL: [Service; 4] = [
-        Service::Stripe,
-        Service::Twilio,
-        Service::Claude,
-        Service::Gbp,
-    ];
+    pub const ALL: [Service; 4] = [Service::Stripe, Service::Twilio, Service::Claude, Service::Gbp];
 
     pub fn as_str(self) -> &'static str {
         EXTERNAL_SERVICES[self as usize]
@@ -58,8 +53,7 @@ impl Serialize for Service {
 impl<'de> Deserialize<'de> for Service {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
-        Service::from_name(&name)
-            .ok_or_else(|| serde::de::Error::unknown_variant(&name, &EXTERNAL_SERVICES))
+        Service::from_name(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, &EXTERNAL_SERVICES))
     }
 }
 
@@ -101,11 +95,7 @@ impl CallOutcome {
 /// Whether repeating a call cannot do the work twice: safe and idempotent methods, or any
 /// method when the call carries an `Idempotency-Key` (Stripe `POST`s).
 pub fn is_idempotent(method: &str, has_idempotency_key: bool) -> bool {
-    has_idempotency_key
-        || matches!(
-            method.to_ascii_uppercase().as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE"
-        )
+    has_idempotency_key || matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
 }
 
 /// Retries with exponential backoff, decided without a clock: the edge sleeps the returned
@@ -123,11 +113,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// Two retries, 100 ms then 200 ms, never more than 2 s: short enough for a request.
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 2,
-            base_delay_ms: 100,
-            max_delay_ms: 2_000,
-        }
+        RetryPolicy { max_retries: 2, base_delay_ms: 100, max_delay_ms: 2_000 }
     }
 }
 
@@ -136,22 +122,13 @@ impl RetryPolicy {
     /// in ms before the next attempt, or `None` to stop. Only idempotent calls are retried,
     /// only on network errors, 429 and 5xx (other 4xx never), and at most `max_retries`
     /// times. The delay is `base_delay_ms * 2^(attempt-1)`, capped at `max_delay_ms`.
-    pub fn should_retry(
-        &self,
-        method_idempotent: bool,
-        attempt: u32,
-        outcome: CallOutcome,
-    ) -> Option<u64> {
+    pub fn should_retry(&self, method_idempotent: bool, attempt: u32, outcome: CallOutcome) -> Option<u64> {
         let attempt = attempt.max(1);
         if !method_idempotent || !outcome.retryable() || attempt > self.max_retries {
             return None;
         }
         let factor = 1u64.checked_shl(attempt - 1).unwrap_or(u64::MAX);
-        Some(
-            self.base_delay_ms
-                .saturating_mul(factor)
-                .min(self.max_delay_ms),
-        )
+        Some(self.base_delay_ms.saturating_mul(factor).min(self.max_delay_ms))
     }
 
     /// Combine a backoff `delay_ms` with the upstream's `Retry-After` header (seconds; the
@@ -179,25 +156,17 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// (`idem_` + 32 hex digits), still stable.
 pub fn idempotency_key(request_id: &str, call_label: &str) -> String {
     let plain = format!("{request_id}:{call_label}");
-    let safe = plain
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    let safe = plain.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
     if safe && plain.len() <= MAX_IDEMPOTENCY_KEY_LEN {
         plain
     } else {
         let rev: Vec<u8> = plain.bytes().rev().collect();
-        format!(
-            "idem_{:016x}{:016x}",
-            fnv1a64(plain.as_bytes()),
-            fnv1a64(&rev)
-        )
+        format!("idem_{:016x}{:016x}", fnv1a64(plain.as_bytes()), fnv1a64(&rev))
     }
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// What replaces an id-like path segment.
@@ -227,21 +196,13 @@ const KNOWN_EXTENSIONS: &[&str] = &[
 pub fn endpoint_template(url: &str) -> String {
     let path = strip_origin(url);
     let path = path.split(['?', '#']).next().unwrap_or("");
-    let template = path
-        .split('/')
-        .map(template_segment)
-        .collect::<Vec<_>>()
-        .join("/");
+    let template = path.split('/').map(template_segment).collect::<Vec<_>>().join("/");
     cap_chars(template, MAX_ENDPOINT_CHARS)
 }
 
 fn strip_origin(url: &str) -> &str {
     let rest = match url.find("://") {
-        Some(i)
-            if url[..i]
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')) =>
-        {
+        Some(i) if url[..i].bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-')) => {
             &url[i + 3..]
         }
         _ => match url.strip_prefix("//") {
@@ -282,10 +243,7 @@ fn is_api_version(seg: &str) -> bool {
     let b = seg.as_bytes();
     // 2010-04-01
     if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        return b
-            .iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        return b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     }
     // v1, v2beta1, v1alpha
     let Some(rest) = seg.strip_prefix('v') else {
@@ -296,9 +254,7 @@ fn is_api_version(seg: &str) -> bool {
     (1..=2).contains(&digits)
         && ["", "alpha", "beta"].iter().any(|p| {
             tail.strip_prefix(p).is_some_and(|n| {
-                n.len() <= 2
-                    && n.bytes().all(|c| c.is_ascii_digit())
-                    && (p.is_empty() == tail.is_empty())
+                n.len() <= 2 && n.bytes().all(|c| c.is_ascii_digit()) && (p.is_empty() == tail.is_empty())
             })
         })
 }
@@ -307,9 +263,7 @@ fn is_resource_word(seg: &str) -> bool {
     if seg.len() > 40 || !seg.bytes().next().is_some_and(|c| c.is_ascii_alphabetic()) {
         return false;
     }
-    let lower_word = seg
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'-');
+    let lower_word = seg.bytes().all(|c| c.is_ascii_lowercase() || c == b'_' || c == b'-');
     let capitalized_word = seg.bytes().next().is_some_and(|c| c.is_ascii_uppercase())
         && seg.bytes().all(|c| c.is_ascii_alphabetic())
         && seg.bytes().any(|c| c.is_ascii_lowercase())
@@ -356,10 +310,7 @@ pub struct ExternalCallLine {
 
 fn method_label(method: &str) -> &'static str {
     const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
-    METHODS
-        .into_iter()
-        .find(|m| m.eq_ignore_ascii_case(method))
-        .unwrap_or("OTHER")
+    METHODS.into_iter().find(|m| m.eq_ignore_ascii_case(method)).unwrap_or("OTHER")
 }
 
 /// Our request ids pass as they are; anything else is kept only when it is a plain opaque id
@@ -375,11 +326,7 @@ fn clean_request_id(id: &str) -> String {
 impl ExternalCallLine {
     /// The line for one call, at `ts`, made while serving `request_id`.
     pub fn new(ts: DateTime<Utc>, request_id: &str, facts: CallFacts<'_>) -> Self {
-        let ms = if facts.ms.is_finite() && facts.ms > 0.0 {
-            round_ms(facts.ms)
-        } else {
-            0.0
-        };
+        let ms = if facts.ms.is_finite() && facts.ms > 0.0 { round_ms(facts.ms) } else { 0.0 };
         ExternalCallLine {
             ts,
             kind: "external_call",
@@ -437,8 +384,7 @@ impl ExternalCallLine {
 
     /// The cost to send to the shop's monitor, when one was recorded.
     pub fn call_cost(&self) -> Option<CallCost> {
-        self.cost_micros
-            .map(|m| CallCost::new(self.target, Cost::from_micros(m)))
+        self.cost_micros.map(|m| CallCost::new(self.target, Cost::from_micros(m)))
     }
 
     /// The single JSON line for this call.
@@ -492,31 +438,16 @@ mod tests {
     #[test]
     fn endpoint_template_is_capped() {
         let url = "/a".repeat(300);
-        assert_eq!(
-            endpoint_template(&url).chars().count(),
-            MAX_ENDPOINT_CHARS + 1
-        );
+        assert_eq!(endpoint_template(&url).chars().count(), MAX_ENDPOINT_CHARS + 1);
     }
 
     #[test]
     fn retry_policy_retries_idempotent_transient_failures_with_backoff() {
-        let p = RetryPolicy {
-            max_retries: 3,
-            base_delay_ms: 100,
-            max_delay_ms: 250,
-        };
+        let p = RetryPolicy { max_retries: 3, base_delay_ms: 100, max_delay_ms: 250 };
         assert_eq!(p.should_retry(true, 1, CallOutcome::Status(500)), Some(100));
         assert_eq!(p.should_retry(true, 2, CallOutcome::Status(503)), Some(200));
-        assert_eq!(
-            p.should_retry(true, 3, CallOutcome::NetworkError),
-            Some(250),
-            "capped"
-        );
-        assert_eq!(
-            p.should_retry(true, 4, CallOutcome::Status(500)),
-            None,
-            "out of retries"
-        );
+        assert_eq!(p.should_retry(true, 3, CallOutcome::NetworkError), Some(250), "capped");
+        assert_eq!(p.should_retry(true, 4, CallOutcome::Status(500)), None, "out of retries");
         assert_eq!(p.should_retry(true, 1, CallOutcome::Status(429)), Some(100));
         assert_eq!(p.should_retry(true, 1, CallOutcome::Status(529)), Some(100));
     }
@@ -525,29 +456,15 @@ mod tests {
     fn retry_policy_never_retries_client_errors_successes_or_unsafe_calls() {
         let p = RetryPolicy::default();
         for s in [400, 401, 402, 403, 404, 408, 409, 422] {
-            assert_eq!(
-                p.should_retry(true, 1, CallOutcome::Status(s)),
-                None,
-                "status {s}"
-            );
+            assert_eq!(p.should_retry(true, 1, CallOutcome::Status(s)), None, "status {s}");
         }
         assert_eq!(p.should_retry(true, 1, CallOutcome::Status(200)), None);
         assert_eq!(p.should_retry(false, 1, CallOutcome::Status(500)), None);
         assert_eq!(p.should_retry(false, 1, CallOutcome::NetworkError), None);
-        let none = RetryPolicy {
-            max_retries: 0,
-            ..p
-        };
+        let none = RetryPolicy { max_retries: 0, ..p };
         assert_eq!(none.should_retry(true, 1, CallOutcome::Status(500)), None);
-        let huge = RetryPolicy {
-            max_retries: u32::MAX,
-            base_delay_ms: u64::MAX,
-            max_delay_ms: 5_000,
-        };
-        assert_eq!(
-            huge.should_retry(true, 200, CallOutcome::Status(500)),
-            Some(5_000)
-        );
+        let huge = RetryPolicy { max_retries: u32::MAX, base_delay_ms: u64::MAX, max_delay_ms: 5_000 };
+        assert_eq!(huge.should_retry(true, 200, CallOutcome::Status(500)), Some(5_000));
     }
 
     #[test]
@@ -556,10 +473,7 @@ mod tests {
         assert_eq!(p.honor_retry_after(100, Some("1")), Some(1_000));
         assert_eq!(p.honor_retry_after(100, Some("0")), Some(100));
         assert_eq!(p.honor_retry_after(100, Some("60")), None);
-        assert_eq!(
-            p.honor_retry_after(100, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
-            Some(100)
-        );
+        assert_eq!(p.honor_retry_after(100, Some("Wed, 21 Oct 2015 07:28:00 GMT")), Some(100));
         assert_eq!(p.honor_retry_after(100, None), Some(100));
     }
 
@@ -575,22 +489,11 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_across_attempts_and_distinct_per_call() {
         let rid = "8f3a2b1c4d5e6f70-SJC-21i3v9";
-        let attempts: Vec<String> = (0..3)
-            .map(|_| idempotency_key(rid, "charge:ticket_2506"))
-            .collect();
-        assert_eq!(
-            attempts[0],
-            "8f3a2b1c4d5e6f70-SJC-21i3v9:charge:ticket_2506"
-        );
+        let attempts: Vec<String> = (0..3).map(|_| idempotency_key(rid, "charge:ticket_2506")).collect();
+        assert_eq!(attempts[0], "8f3a2b1c4d5e6f70-SJC-21i3v9:charge:ticket_2506");
         assert!(attempts.iter().all(|k| k == &attempts[0]));
-        assert_ne!(
-            idempotency_key(rid, "charge:ticket_2506"),
-            idempotency_key(rid, "refund:ticket_2506")
-        );
-        assert_ne!(
-            idempotency_key(rid, "charge"),
-            idempotency_key("req_000000000001", "charge")
-        );
+        assert_ne!(idempotency_key(rid, "charge:ticket_2506"), idempotency_key(rid, "refund:ticket_2506"));
+        assert_ne!(idempotency_key(rid, "charge"), idempotency_key("req_000000000001", "charge"));
         let odd = idempotency_key(rid, "charge for line 7 / é");
         assert_eq!(odd, idempotency_key(rid, "charge for line 7 / é"));
         assert!(odd.starts_with("idem_") && odd.len() == 37, "{odd}");
@@ -619,13 +522,7 @@ mod tests {
             line.to_line(),
             r#"{"ts":"2026-05-10T14:23:11.000Z","kind":"external_call","request_id":"req_a8h3k2","target":"twilio","method":"POST","endpoint":"/2010-04-01/Accounts/{id}/Messages.json","status":201,"ms":182.4,"retries":0,"error_body":null,"cost_micros":7900}"#
         );
-        assert_eq!(
-            line.call_cost(),
-            Some(CallCost {
-                service: Service::Twilio,
-                micros: 7_900
-            })
-        );
+        assert_eq!(line.call_cost(), Some(CallCost { service: Service::Twilio, micros: 7_900 }));
     }
 
     #[test]
@@ -639,8 +536,7 @@ mod tests {
             retries: 1,
         };
         let body = r#"{"error":{"type":"card_error","code":"card_declined","message":"Card 4242 4242 4242 4242 declined for Alice Smith","customer_name":"Alice Smith"}}"#;
-        let line = ExternalCallLine::new(ts(), "req_a8h3k2", facts)
-            .with_error_body(body, Some("application/json"));
+        let line = ExternalCallLine::new(ts(), "req_a8h3k2", facts).with_error_body(body, Some("application/json"));
         let v: serde_json::Value = serde_json::from_str(&line.to_line()).unwrap();
         assert_eq!(v["kind"], "external_call");
         assert_eq!(v["endpoint"], "/v1/payment_intents");
@@ -663,8 +559,7 @@ mod tests {
             outcome: CallOutcome::NetworkError,
             retries: 2,
         };
-        let line = ExternalCallLine::new(ts(), "req_a8h3k2", facts)
-            .with_error_body("connection reset", None);
+        let line = ExternalCallLine::new(ts(), "req_a8h3k2", facts).with_error_body("connection reset", None);
         let v: serde_json::Value = serde_json::from_str(&line.to_line()).unwrap();
         assert_eq!(v["status"], serde_json::Value::Null);
         assert_eq!(v["method"], "OTHER");
@@ -687,10 +582,7 @@ mod tests {
             ExternalCallLine::new(ts(), "8f3a2b1c4d5e6f70-SJC-21i3v9", facts).request_id,
             "8f3a2b1c4d5e6f70-SJC-21i3v9"
         );
-        assert_eq!(
-            ExternalCallLine::new(ts(), "alice@example.com", facts).request_id,
-            "[redacted]"
-        );
+        assert_eq!(ExternalCallLine::new(ts(), "alice@example.com", facts).request_id, "[redacted]");
     }
 
     #[test]

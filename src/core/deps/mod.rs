@@ -27,17 +27,15 @@ mod sql;
 mod pii_props;
 
 pub use body::{
-    is_sensitive_key, redact_body, redact_headers, ALLOWED_HEADERS, ALLOWED_HEADER_PREFIXES,
-    MAX_BODY_INPUT_BYTES,
+    is_sensitive_key, redact_body, redact_headers, ALLOWED_HEADERS, ALLOWED_HEADER_PREFIXES, MAX_BODY_INPUT_BYTES,
 };
 pub use cost::{
-    ai_cost, segments_for_units, sms_segments, twilio_sms_cost, AiPrice, CallCost, Cost, CostError,
-    SmsEncoding, SmsSegments,
+    ai_cost, segments_for_units, sms_segments, twilio_sms_cost, AiPrice, CallCost, Cost, CostError, SmsEncoding,
+    SmsSegments,
 };
 pub use d1::{D1Summary, D1Tally, NPlusOne, DEFAULT_N_PLUS_ONE_THRESHOLD, MAX_LATENCY_SAMPLES};
 pub use external::{
-    endpoint_template, idempotency_key, is_idempotent, CallFacts, CallOutcome, ExternalCallLine,
-    RetryPolicy, Service, ID_PLACEHOLDER, MAX_ENDPOINT_CHARS, MAX_ERROR_BODY_CHARS,
-    MAX_IDEMPOTENCY_KEY_LEN,
+    endpoint_template, idempotency_key, is_idempotent, CallFacts, CallOutcome, ExternalCallLine, RetryPolicy, Service,
+    ID_PLACEHOLDER, MAX_ENDPOINT_CHARS, MAX_ERROR_BODY_CHARS, MAX_IDEMPOTENCY_KEY_LEN,
 };
 pub use sql::{sql_signature, MAX_SIGNATURE_CHARS};

@@ -22,25 +22,14 @@ struct Pii {
 
 impl Pii {
     fn whole(text: String) -> Pii {
-        Pii {
-            needles: vec![text.clone()],
-            text,
-            digits: None,
-        }
+        Pii { needles: vec![text.clone()], text, digits: None }
     }
 
     fn number(text: String) -> Pii {
         let digits: String = text.chars().filter(char::is_ascii_digit).collect();
         // Phone numbers: the national part (without the country code) must not leak either.
-        let national = digits
-            .chars()
-            .skip(digits.len().saturating_sub(10))
-            .collect();
-        Pii {
-            needles: vec![text.clone()],
-            text,
-            digits: Some(national),
-        }
+        let national = digits.chars().skip(digits.len().saturating_sub(10)).collect();
+        Pii { needles: vec![text.clone()], text, digits: Some(national) }
     }
 }
 
@@ -64,8 +53,7 @@ const LAST_NAMES: &[(&str, &[&str])] = &[
 ];
 
 fn email() -> impl Strategy<Value = Pii> {
-    "[a-z]{3,8}(\\.[a-z]{2,6})?(\\+[a-z]{2,5})?@[a-z]{3,10}\\.(com|io|co\\.uk|shop)"
-        .prop_map(Pii::whole)
+    "[a-z]{3,8}(\\.[a-z]{2,6})?(\\+[a-z]{2,5})?@[a-z]{3,10}\\.(com|io|co\\.uk|shop)".prop_map(Pii::whole)
 }
 
 fn phone() -> impl Strategy<Value = Pii> {
@@ -103,11 +91,7 @@ fn card() -> impl Strategy<Value = Pii> {
 
 fn api_key() -> impl Strategy<Value = Pii> {
     prop_oneof![
-        (
-            select(&["sk_live_", "sk_test_", "rk_live_"][..]),
-            "[A-Za-z0-9]{24,40}"
-        )
-            .prop_map(|(p, r)| format!("{p}{r}")),
+        (select(&["sk_live_", "sk_test_", "rk_live_"][..]), "[A-Za-z0-9]{24,40}").prop_map(|(p, r)| format!("{p}{r}")),
         "[A-Za-z0-9]{32}".prop_map(|r| format!("whsec_{r}")),
         "[A-Za-z0-9_-]{40,90}".prop_map(|r| format!("sk-ant-api03-{r}")),
         "[0-9a-f]{32}",
@@ -121,22 +105,12 @@ fn name() -> impl Strategy<Value = Pii> {
         let (text, needles): (String, Vec<String>) = match form {
             0 => (
                 format!("{first} {last}"),
-                std::iter::once(first)
-                    .chain(parts.iter().copied())
-                    .map(String::from)
-                    .collect(),
+                std::iter::once(first).chain(parts.iter().copied()).map(String::from).collect(),
             ),
             1 => (first.to_string(), vec![first.to_string()]),
-            _ => (
-                last.to_string(),
-                parts.iter().map(|p| p.to_string()).collect(),
-            ),
+            _ => (last.to_string(), parts.iter().map(|p| p.to_string()).collect()),
         };
-        Pii {
-            text,
-            needles,
-            digits: None,
-        }
+        Pii { text, needles, digits: None }
     })
 }
 
@@ -205,10 +179,7 @@ fn assert_clean(p: &Pii, path: &str, out: &str) -> Result<(), TestCaseError> {
     }
     if let Some(d) = &p.digits {
         let out_digits: String = out.chars().filter(char::is_ascii_digit).collect();
-        prop_assert!(
-            !out_digits.contains(d.as_str()),
-            "{path}: digits {d} found in {out:?}"
-        );
+        prop_assert!(!out_digits.contains(d.as_str()), "{path}: digits {d} found in {out:?}");
     }
     Ok(())
 }

@@ -85,8 +85,7 @@ fn scan_quoted(chars: &[char], i: usize, close: char) -> (usize, String) {
 
 fn is_plain_identifier(s: &str) -> bool {
     let mut cs = s.chars();
-    cs.next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    cs.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && cs.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
@@ -96,10 +95,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
     let mut space = false;
     let mut i = 0;
     let push = |toks: &mut Vec<Tok>, kind: Kind, space: &mut bool| {
-        toks.push(Tok {
-            kind,
-            space_before: *space,
-        });
+        toks.push(Tok { kind, space_before: *space });
         *space = false;
     };
     while i < chars.len() {
@@ -141,9 +137,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             i += 1;
             while i < chars.len() {
                 let d = chars[i];
-                let exp_sign = matches!(d, '+' | '-')
-                    && matches!(chars[i - 1], 'e' | 'E')
-                    && !is_hex_number(&chars, i);
+                let exp_sign = matches!(d, '+' | '-') && matches!(chars[i - 1], 'e' | 'E') && !is_hex_number(&chars, i);
                 if d.is_alphanumeric() || d == '.' || d == '_' || exp_sign {
                     i += 1;
                 } else {
@@ -152,13 +146,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             }
             push(&mut toks, Kind::Param, &mut space);
         } else if matches!(c, '?' | ':' | '@' | '$')
-            && next.is_some_and(|n| {
-                if c == '?' {
-                    n.is_ascii_digit()
-                } else {
-                    is_ident_char(n)
-                }
-            })
+            && next.is_some_and(|n| if c == '?' { n.is_ascii_digit() } else { is_ident_char(n) })
         {
             i += 1;
             while i < chars.len() && is_ident_char(chars[i]) {
@@ -173,11 +161,7 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             while i < chars.len() && is_ident_char(chars[i]) {
                 i += 1;
             }
-            push(
-                &mut toks,
-                Kind::Word(chars[start..i].iter().collect()),
-                &mut space,
-            );
+            push(&mut toks, Kind::Word(chars[start..i].iter().collect()), &mut space);
         } else if matches!(c, '(' | ')' | ',' | ';' | '.') {
             i += 1;
             push(&mut toks, Kind::Punct(c), &mut space);
@@ -191,23 +175,13 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             {
                 i += 1;
             }
-            push(
-                &mut toks,
-                Kind::Op(chars[start..i].iter().collect()),
-                &mut space,
-            );
+            push(&mut toks, Kind::Op(chars[start..i].iter().collect()), &mut space);
         } else {
             i += 1;
             push(&mut toks, Kind::Op(c.to_string()), &mut space);
         }
     }
-    while matches!(
-        toks.last(),
-        Some(Tok {
-            kind: Kind::Punct(';'),
-            ..
-        })
-    ) {
+    while matches!(toks.last(), Some(Tok { kind: Kind::Punct(';'), .. })) {
         toks.pop();
     }
     toks
@@ -250,15 +224,7 @@ fn collapse_in_lists(toks: Vec<Tok>) -> Vec<Tok> {
     let mut i = 0;
     while i < toks.len() {
         let t = &toks[i];
-        if is_word(t, "in")
-            && matches!(
-                toks.get(i + 1),
-                Some(Tok {
-                    kind: Kind::Punct('('),
-                    ..
-                })
-            )
-        {
+        if is_word(t, "in") && matches!(toks.get(i + 1), Some(Tok { kind: Kind::Punct('('), .. })) {
             if let Some(close) = matching_paren(&toks, i + 1) {
                 let inner = &toks[i + 2..close];
                 let only_values = inner.iter().any(|t| t.kind == Kind::Param)
@@ -269,18 +235,9 @@ fn collapse_in_lists(toks: Vec<Tok>) -> Vec<Tok> {
                     });
                 if only_values {
                     out.push(t.clone());
-                    out.push(Tok {
-                        kind: Kind::Punct('('),
-                        space_before: true,
-                    });
-                    out.push(Tok {
-                        kind: Kind::Param,
-                        space_before: false,
-                    });
-                    out.push(Tok {
-                        kind: Kind::Punct(')'),
-                        space_before: false,
-                    });
+                    out.push(Tok { kind: Kind::Punct('('), space_before: true });
+                    out.push(Tok { kind: Kind::Param, space_before: false });
+                    out.push(Tok { kind: Kind::Punct(')'), space_before: false });
                     i = close + 1;
                     continue;
                 }
@@ -300,15 +257,7 @@ fn collapse_values(toks: Vec<Tok>) -> Vec<Tok> {
         let is_values = is_word(&toks[i], "values");
         out.push(toks[i].clone());
         i += 1;
-        if !is_values
-            || !matches!(
-                toks.get(i),
-                Some(Tok {
-                    kind: Kind::Punct('('),
-                    ..
-                })
-            )
-        {
+        if !is_values || !matches!(toks.get(i), Some(Tok { kind: Kind::Punct('('), .. })) {
             continue;
         }
         let Some(first_close) = matching_paren(&toks, i) else {
@@ -316,19 +265,9 @@ fn collapse_values(toks: Vec<Tok>) -> Vec<Tok> {
         };
         out.extend_from_slice(&toks[i..=first_close]);
         i = first_close + 1;
-        while matches!(
-            toks.get(i),
-            Some(Tok {
-                kind: Kind::Punct(','),
-                ..
-            })
-        ) && matches!(
-            toks.get(i + 1),
-            Some(Tok {
-                kind: Kind::Punct('('),
-                ..
-            })
-        ) {
+        while matches!(toks.get(i), Some(Tok { kind: Kind::Punct(','), .. }))
+            && matches!(toks.get(i + 1), Some(Tok { kind: Kind::Punct('('), .. }))
+        {
             match matching_paren(&toks, i + 1) {
                 Some(close) => i = close + 1,
                 None => {
@@ -379,10 +318,7 @@ mod tests {
             sql_signature("UPDATE t SET price = 12.50, qty = -3 WHERE x > 1e-3"),
             "UPDATE t SET price = ?, qty = -? WHERE x > ?"
         );
-        assert_eq!(
-            sql_signature("SELECT 0x1F, .5, x'DEADBEEF'"),
-            "SELECT ?, ?, ?"
-        );
+        assert_eq!(sql_signature("SELECT 0x1F, .5, x'DEADBEEF'"), "SELECT ?, ?, ?");
     }
 
     #[test]
@@ -396,18 +332,13 @@ mod tests {
             "SELECT * FROM c WHERE name = ? AND x = ?"
         );
         // An unterminated literal swallows everything after it.
-        assert_eq!(
-            sql_signature("SELECT * FROM c WHERE name = 'Alice Smith"),
-            "SELECT * FROM c WHERE name = ?"
-        );
+        assert_eq!(sql_signature("SELECT * FROM c WHERE name = 'Alice Smith"), "SELECT * FROM c WHERE name = ?");
     }
 
     #[test]
     fn bound_parameters_are_normalized() {
         assert_eq!(
-            sql_signature(
-                "SELECT * FROM t WHERE a = ?1 AND b = :b AND c = @c AND d = $d AND e = ?"
-            ),
+            sql_signature("SELECT * FROM t WHERE a = ?1 AND b = :b AND c = @c AND d = $d AND e = ?"),
             "SELECT * FROM t WHERE a = ? AND b = ? AND c = ? AND d = ? AND e = ?"
         );
     }
@@ -415,27 +346,19 @@ mod tests {
     #[test]
     fn identifiers_are_kept() {
         assert_eq!(
-            sql_signature(
-                "SELECT customers.name, t2.col_3 FROM customers JOIN t2 ON t2.id = customers.id"
-            ),
+            sql_signature("SELECT customers.name, t2.col_3 FROM customers JOIN t2 ON t2.id = customers.id"),
             "SELECT customers.name, t2.col_3 FROM customers JOIN t2 ON t2.id = customers.id"
         );
         assert_eq!(
             sql_signature(r#"SELECT "order", [group] FROM "line_items""#),
             r#"SELECT "order", [group] FROM "line_items""#
         );
-        assert_eq!(
-            sql_signature("SELECT count(*) FROM t"),
-            "SELECT count(*) FROM t"
-        );
+        assert_eq!(sql_signature("SELECT count(*) FROM t"), "SELECT count(*) FROM t");
     }
 
     #[test]
     fn double_quoted_values_are_not_identifiers() {
-        assert_eq!(
-            sql_signature(r#"SELECT * FROM c WHERE name = "Alice Smith""#),
-            "SELECT * FROM c WHERE name = ?"
-        );
+        assert_eq!(sql_signature(r#"SELECT * FROM c WHERE name = "Alice Smith""#), "SELECT * FROM c WHERE name = ?");
         assert_eq!(
             sql_signature(r#"SELECT * FROM c WHERE email = "bob@example.com""#),
             "SELECT * FROM c WHERE email = ?"
@@ -447,10 +370,7 @@ mod tests {
         let want = "SELECT * FROM t WHERE id IN (?)";
         assert_eq!(sql_signature("SELECT * FROM t WHERE id IN (?, ?, ?)"), want);
         assert_eq!(sql_signature("SELECT * FROM t WHERE id IN (1,2,3)"), want);
-        assert_eq!(
-            sql_signature("SELECT * FROM t WHERE id in(  'a' ,'b')"),
-            "SELECT * FROM t WHERE id in (?)"
-        );
+        assert_eq!(sql_signature("SELECT * FROM t WHERE id in(  'a' ,'b')"), "SELECT * FROM t WHERE id in (?)");
         assert_eq!(sql_signature("SELECT * FROM t WHERE id IN (?1)"), want);
         assert_eq!(
             sql_signature("SELECT * FROM t WHERE id IN (SELECT id FROM u WHERE v = 3)"),
@@ -462,10 +382,7 @@ mod tests {
     fn values_rows_collapse() {
         let want = "INSERT INTO t (a, b) VALUES (?, ?)";
         assert_eq!(sql_signature("INSERT INTO t (a, b) VALUES (1, 'x')"), want);
-        assert_eq!(
-            sql_signature("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'),(3,'z')"),
-            want
-        );
+        assert_eq!(sql_signature("INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'),(3,'z')"), want);
         assert_eq!(
             sql_signature("INSERT INTO t (a) VALUES (?), (?) ON CONFLICT (a) DO NOTHING"),
             "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO NOTHING"
@@ -475,15 +392,9 @@ mod tests {
     #[test]
     fn whitespace_and_comments_are_normalized() {
         let want = "SELECT a, b FROM t WHERE c = ?";
-        assert_eq!(
-            sql_signature("  SELECT a,b\n\tFROM   t -- the table\n WHERE c = /* value */ 5 ;"),
-            want
-        );
+        assert_eq!(sql_signature("  SELECT a,b\n\tFROM   t -- the table\n WHERE c = /* value */ 5 ;"), want);
         assert_eq!(sql_signature("SELECT a ,  b FROM t WHERE c = 'x';"), want);
-        assert_eq!(
-            sql_signature("SELECT a, b FROM t /* unterminated comment 'Alice'"),
-            "SELECT a, b FROM t"
-        );
+        assert_eq!(sql_signature("SELECT a, b FROM t /* unterminated comment 'Alice'"), "SELECT a, b FROM t");
     }
 
     #[test]
@@ -496,13 +407,7 @@ mod tests {
 
     #[test]
     fn long_queries_are_capped() {
-        let sql = format!(
-            "SELECT {} FROM t",
-            (0..100)
-                .map(|i| format!("col_{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let sql = format!("SELECT {} FROM t", (0..100).map(|i| format!("col_{i}")).collect::<Vec<_>>().join(", "));
         let sig = sql_signature(&sql);
         assert_eq!(sig.chars().count(), MAX_SIGNATURE_CHARS + 1);
         assert!(sig.ends_with('…'));
@@ -510,23 +415,9 @@ mod tests {
 
     #[test]
     fn odd_input_does_not_panic() {
-        for s in [
-            "",
-            "'",
-            "\"",
-            "[",
-            "x'",
-            "?",
-            ":",
-            "/*",
-            "--",
-            "é'ü",
-            "IN (",
-            "VALUES (",
-            "VALUES (1), (",
-            "1e",
-            "0x",
-        ] {
+        for s in
+            ["", "'", "\"", "[", "x'", "?", ":", "/*", "--", "é'ü", "IN (", "VALUES (", "VALUES (1), (", "1e", "0x"]
+        {
             let _ = sql_signature(s);
         }
         assert_eq!(sql_signature(""), "");

@@ -106,11 +106,7 @@ impl Alert {
     pub fn step(&mut self, rule: &Rule, obs: Observation, now_ms: i64) -> Option<StateChange> {
         self.value = obs.value;
         self.samples = obs.samples;
-        let verdict = if rule.enabled {
-            rule.verdict(&obs)
-        } else {
-            Verdict::NoData
-        };
+        let verdict = if rule.enabled { rule.verdict(&obs) } else { Verdict::NoData };
         let from = self.state;
         let to = self.next_state(rule, verdict, now_ms);
         if to == from {
@@ -153,11 +149,7 @@ impl Alert {
             }
             (S::Firing, _) => {
                 let since = *self.clearing_since_ms.get_or_insert(now_ms);
-                let hold_ms = if rule.enabled {
-                    s_to_ms(rule.keep_firing_for_s)
-                } else {
-                    0
-                };
+                let hold_ms = if rule.enabled { s_to_ms(rule.keep_firing_for_s) } else { 0 };
                 if now_ms.saturating_sub(since) >= hold_ms {
                     S::Resolved
                 } else {
@@ -191,12 +183,8 @@ impl Alert {
     /// sustain time or of the resolve hold.
     pub fn next_deadline_ms(&self, rule: &Rule) -> Option<i64> {
         match self.state {
-            AlertState::Pending => self
-                .active_at_ms
-                .map(|t| t.saturating_add(s_to_ms(rule.for_s))),
-            AlertState::Firing => self
-                .clearing_since_ms
-                .map(|t| t.saturating_add(s_to_ms(rule.keep_firing_for_s))),
+            AlertState::Pending => self.active_at_ms.map(|t| t.saturating_add(s_to_ms(rule.for_s))),
+            AlertState::Firing => self.clearing_since_ms.map(|t| t.saturating_add(s_to_ms(rule.keep_firing_for_s))),
             _ => None,
         }
     }
@@ -209,20 +197,12 @@ mod tests {
     use AlertState::*;
 
     fn rule(for_s: u32, keep_s: u32) -> Rule {
-        Rule {
-            for_s,
-            keep_firing_for_s: keep_s,
-            min_samples: 10,
-            ..DEFAULT_RULES[0].clone()
-        }
+        Rule { for_s, keep_firing_for_s: keep_s, min_samples: 10, ..DEFAULT_RULES[0].clone() }
     }
 
     /// An observation of `pct` percent 5xx over `n` requests.
     fn pct(p: f64, n: u64) -> Observation {
-        Observation {
-            value: Some(p / 100.0),
-            samples: n,
-        }
+        Observation { value: Some(p / 100.0), samples: n }
     }
 
     /// Step through `(t_s, observation, expected state)` rows, like Prometheus'
@@ -250,10 +230,7 @@ mod tests {
                 (7, pct(2.0, 100), Firing),
             ],
         );
-        assert_eq!(
-            (a.active_at_ms, a.fired_at_ms, a.incident_seq),
-            (Some(1000), Some(6000), 1)
-        );
+        assert_eq!((a.active_at_ms, a.fired_at_ms, a.incident_seq), (Some(1000), Some(6000), 1));
     }
 
     #[test]
@@ -309,10 +286,7 @@ mod tests {
     #[test]
     fn no_data_while_firing_resolves_only_after_the_hold() {
         let r = rule(0, 3);
-        let none = Observation {
-            value: None,
-            samples: 0,
-        };
+        let none = Observation { value: None, samples: 0 };
         run(
             &r,
             &[
@@ -329,26 +303,17 @@ mod tests {
     #[test]
     fn a_new_breach_after_resolve_is_a_new_incident() {
         let r = rule(0, 0);
-        let mut a = run(
-            &r,
-            &[(0, pct(5.0, 100), Firing), (1, pct(0.0, 100), Resolved)],
-        );
+        let mut a = run(&r, &[(0, pct(5.0, 100), Firing), (1, pct(0.0, 100), Resolved)]);
         assert_eq!(a.dedup_key("swicked"), "swicked:http_5xx_rate:1");
         a.step(&r, pct(5.0, 100), 2000);
-        assert_eq!(
-            (a.state, a.dedup_key("swicked").as_str()),
-            (Firing, "swicked:http_5xx_rate:2")
-        );
+        assert_eq!((a.state, a.dedup_key("swicked").as_str()), (Firing, "swicked:http_5xx_rate:2"));
     }
 
     #[test]
     fn disabling_a_rule_resolves_a_firing_alert_at_once() {
         let r = rule(0, 600);
         let mut a = run(&r, &[(0, pct(5.0, 100), Firing)]);
-        let disabled = Rule {
-            enabled: false,
-            ..r
-        };
+        let disabled = Rule { enabled: false, ..r };
         let change = a.step(&disabled, pct(5.0, 100), 1000).expect("changes");
         assert_eq!((change.from, change.to), (Firing, Resolved));
     }

@@ -26,10 +26,7 @@ pub struct LatencyDigest {
 
 impl Default for LatencyDigest {
     fn default() -> Self {
-        LatencyDigest {
-            inner: TDigest::new_with_size(DIGEST_MAX_SIZE),
-            pending: 0,
-        }
+        LatencyDigest { inner: TDigest::new_with_size(DIGEST_MAX_SIZE), pending: 0 }
     }
 }
 
@@ -66,28 +63,16 @@ pub enum DigestSnapshotError {
 impl std::fmt::Display for DigestSnapshotError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::BadMaxSize { max_size } => write!(
-                f,
-                "digest max_size {max_size} not in 1..={MAX_SNAPSHOT_SIZE}"
-            ),
-            Self::TooManyCentroids {
-                centroids,
-                max_size,
-            } => {
-                write!(
-                    f,
-                    "digest has {centroids} centroids, more than max_size {max_size}"
-                )
+            Self::BadMaxSize { max_size } => write!(f, "digest max_size {max_size} not in 1..={MAX_SNAPSHOT_SIZE}"),
+            Self::TooManyCentroids { centroids, max_size } => {
+                write!(f, "digest has {centroids} centroids, more than max_size {max_size}")
             }
             Self::NonFinite { field } => write!(f, "digest {field} is not a finite number"),
             Self::NonPositiveWeight { index } => {
                 write!(f, "digest centroid {index} has a weight <= 0")
             }
             Self::CountMismatch { count, weights } => {
-                write!(
-                    f,
-                    "digest count {count} differs from the sum of weights {weights}"
-                )
+                write!(f, "digest count {count} differs from the sum of weights {weights}")
             }
             Self::BadExtrema => write!(f, "digest min/max missing or min > max"),
             Self::MeanOutOfRange { index } => {
@@ -123,12 +108,7 @@ impl LatencyDigest {
         }
         self.inner.flush();
         self.pending = 0;
-        let centroids = self
-            .inner
-            .centroids()
-            .iter()
-            .map(|c| Centroid::new(canon(c.mean()), c.weight()))
-            .collect();
+        let centroids = self.inner.centroids().iter().map(|c| Centroid::new(canon(c.mean()), c.weight())).collect();
         self.inner = TDigest::new(
             centroids,
             canon(self.inner.sum()),
@@ -160,11 +140,7 @@ impl LatencyDigest {
     pub fn snapshot(&self) -> DigestSnapshot {
         let d = self.flushed();
         DigestSnapshot {
-            centroids: d
-                .centroids()
-                .iter()
-                .map(|c| (c.mean(), c.weight()))
-                .collect(),
+            centroids: d.centroids().iter().map(|c| (c.mean(), c.weight())).collect(),
             sum: d.sum(),
             count: d.count(),
             min: d.min(),
@@ -177,16 +153,8 @@ impl LatencyDigest {
     /// error here rather than a panic inside `tdigest` later.
     pub fn from_snapshot(s: &DigestSnapshot) -> Result<Self, DigestSnapshotError> {
         validate(s)?;
-        let centroids = s
-            .centroids
-            .iter()
-            .map(|&(m, w)| Centroid::new(m, w))
-            .collect();
-        let (min, max) = if s.count > 0.0 {
-            (s.min, s.max)
-        } else {
-            (None, None)
-        };
+        let centroids = s.centroids.iter().map(|&(m, w)| Centroid::new(m, w)).collect();
+        let (min, max) = if s.count > 0.0 { (s.min, s.max) } else { (None, None) };
         let inner = TDigest::new(centroids, s.sum, s.count, max, min, s.max_size);
         Ok(LatencyDigest { inner, pending: 0 })
     }
@@ -195,15 +163,10 @@ impl LatencyDigest {
 fn validate(s: &DigestSnapshot) -> Result<(), DigestSnapshotError> {
     use DigestSnapshotError as E;
     if s.max_size == 0 || s.max_size > MAX_SNAPSHOT_SIZE {
-        return Err(E::BadMaxSize {
-            max_size: s.max_size,
-        });
+        return Err(E::BadMaxSize { max_size: s.max_size });
     }
     if s.centroids.len() > s.max_size {
-        return Err(E::TooManyCentroids {
-            centroids: s.centroids.len(),
-            max_size: s.max_size,
-        });
+        return Err(E::TooManyCentroids { centroids: s.centroids.len(), max_size: s.max_size });
     }
     if !s.sum.is_finite() {
         return Err(E::NonFinite { field: "sum" });
@@ -222,10 +185,7 @@ fn validate(s: &DigestSnapshot) -> Result<(), DigestSnapshotError> {
         weights += weight;
     }
     if (weights - s.count).abs() > 1e-6 * s.count.max(1.0) {
-        return Err(E::CountMismatch {
-            count: s.count,
-            weights,
-        });
+        return Err(E::CountMismatch { count: s.count, weights });
     }
     if s.centroids.is_empty() {
         return Ok(());
@@ -242,11 +202,7 @@ fn validate(s: &DigestSnapshot) -> Result<(), DigestSnapshotError> {
 
 /// Merge several digests into one (for a window of buckets).
 pub fn merge<'a>(digests: impl IntoIterator<Item = &'a LatencyDigest>) -> TDigest {
-    let parts: Vec<TDigest> = digests
-        .into_iter()
-        .filter(|d| d.count() > 0)
-        .map(|d| d.flushed().into_owned())
-        .collect();
+    let parts: Vec<TDigest> = digests.into_iter().filter(|d| d.count() > 0).map(|d| d.flushed().into_owned()).collect();
     TDigest::merge_digests(parts)
 }
 
@@ -323,11 +279,7 @@ pub(crate) mod tests {
             let exact = exact_quantile(&all, 0.95);
             let estimate = quantile(&merge(&buckets), 0.95).expect("non-empty");
             let error = (estimate - exact).abs() / exact;
-            assert!(
-                error < 0.01,
-                "seed {seed}: p95 {estimate} vs exact {exact} ({:.3}%)",
-                error * 100.0
-            );
+            assert!(error < 0.01, "seed {seed}: p95 {estimate} vs exact {exact} ({:.3}%)", error * 100.0);
         }
     }
 
@@ -378,56 +330,20 @@ pub(crate) mod tests {
     fn corrupt_snapshots_are_errors_not_panics() {
         let good = digest_of(&[1.0, 2.0, 3.0]).snapshot();
         let cases: Vec<(DigestSnapshot, DigestSnapshotError)> = vec![
+            (DigestSnapshot { max_size: 0, ..good.clone() }, DigestSnapshotError::BadMaxSize { max_size: 0 }),
+            (DigestSnapshot { min: None, ..good.clone() }, DigestSnapshotError::BadExtrema),
+            (DigestSnapshot { min: Some(5.0), ..good.clone() }, DigestSnapshotError::BadExtrema),
             (
-                DigestSnapshot {
-                    max_size: 0,
-                    ..good.clone()
-                },
-                DigestSnapshotError::BadMaxSize { max_size: 0 },
+                DigestSnapshot { count: 7.0, ..good.clone() },
+                DigestSnapshotError::CountMismatch { count: 7.0, weights: 3.0 },
             ),
             (
-                DigestSnapshot {
-                    min: None,
-                    ..good.clone()
-                },
-                DigestSnapshotError::BadExtrema,
-            ),
-            (
-                DigestSnapshot {
-                    min: Some(5.0),
-                    ..good.clone()
-                },
-                DigestSnapshotError::BadExtrema,
-            ),
-            (
-                DigestSnapshot {
-                    count: 7.0,
-                    ..good.clone()
-                },
-                DigestSnapshotError::CountMismatch {
-                    count: 7.0,
-                    weights: 3.0,
-                },
-            ),
-            (
-                DigestSnapshot {
-                    centroids: vec![(1.0, 0.0), (2.0, 3.0)],
-                    ..good.clone()
-                },
+                DigestSnapshot { centroids: vec![(1.0, 0.0), (2.0, 3.0)], ..good.clone() },
                 DigestSnapshotError::NonPositiveWeight { index: 0 },
             ),
+            (DigestSnapshot { sum: f64::NAN, ..good.clone() }, DigestSnapshotError::NonFinite { field: "sum" }),
             (
-                DigestSnapshot {
-                    sum: f64::NAN,
-                    ..good.clone()
-                },
-                DigestSnapshotError::NonFinite { field: "sum" },
-            ),
-            (
-                DigestSnapshot {
-                    centroids: vec![(9.0, 3.0)],
-                    ..good.clone()
-                },
+                DigestSnapshot { centroids: vec![(9.0, 3.0)], ..good.clone() },
                 DigestSnapshotError::MeanOutOfRange { index: 0 },
             ),
         ];

@@ -41,36 +41,19 @@ pub fn cron_dedup_key(shop: &str, ev: &CronAlertEvent) -> String {
 
 impl Notification {
     /// The notification of one cron/business alert transition, decided at `now_ms`.
-    pub fn from_cron_event(
-        shop: &str,
-        build_version: Option<&str>,
-        ev: &CronAlertEvent,
-        now_ms: i64,
-    ) -> Notification {
+    pub fn from_cron_event(shop: &str, build_version: Option<&str>, ev: &CronAlertEvent, now_ms: i64) -> Notification {
         let resolved = ev.state == cron::AlertState::Resolved;
         let (reason, event, state) = if resolved {
-            (
-                NotifyReason::Resolved,
-                EventKind::Resolve,
-                AlertState::Resolved,
-            )
+            (NotifyReason::Resolved, EventKind::Resolve, AlertState::Resolved)
         } else {
-            (
-                NotifyReason::FirstFiring,
-                EventKind::Trigger,
-                AlertState::Firing,
-            )
+            (NotifyReason::FirstFiring, EventKind::Trigger, AlertState::Firing)
         };
         let rule = cron::rule(&ev.rule);
         let what = match &ev.cron {
             Some(c) => format!("{} ({c})", ev.rule),
             None => ev.rule.clone(),
         };
-        let summary = format!(
-            "[{shop}] {} {what}: {}",
-            if resolved { "RESOLVED" } else { "FIRING" },
-            ev.summary
-        );
+        let summary = format!("[{shop}] {} {what}: {}", if resolved { "RESOLVED" } else { "FIRING" }, ev.summary);
         Notification {
             reason,
             event,
@@ -103,7 +86,7 @@ impl Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::cron::{CronPersisted, CronConfig, WatchList};
+    use crate::core::cron::{CronConfig, CronPersisted, WatchList};
     use crate::core::monitor::notify::{email_message, pagerduty_payload, webhook_payload};
     use crate::core::monitor::{Channel, Monitor, MonitorConfig};
 
@@ -112,8 +95,7 @@ mod tests {
 
     fn missed_then_resolved() -> (CronAlertEvent, CronAlertEvent) {
         let cfg = CronConfig {
-            watch: WatchList::parse(r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#)
-                .unwrap(),
+            watch: WatchList::parse(r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#).unwrap(),
             ..Default::default()
         };
         let mut p = CronPersisted::default();
@@ -124,12 +106,7 @@ mod tests {
             cron: "daily_reconciliation".into(),
             run_id: "cron_d_2026_05_10_m080000".into(),
             scheduled_ms: due + 1_800_000,
-            kind: crate::core::cron::CheckInKind::End {
-                ok: true,
-                ms: 5,
-                results: Default::default(),
-                errors_count: 0,
-            },
+            kind: crate::core::cron::CheckInKind::End { ok: true, ms: 5, results: Default::default(), errors_count: 0 },
             at_ms: due + 1_800_000,
         };
         let resolved = p.check_in(&cfg, &run, due + 1_800_000).events.remove(0);
@@ -164,9 +141,19 @@ mod tests {
         assert_eq!(w["unit"], "s");
         assert_eq!(w["since"], "2026-05-10T07:30:00.000Z");
         assert_eq!(w["action"], "Check Cloudflare cron status; run it by hand if needed");
-        assert!(w["summary"].as_str().unwrap().starts_with("[swicked] FIRING cron_missed (daily_reconciliation): daily_reconciliation did not run"), "{}", w["summary"]);
+        assert!(
+            w["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("[swicked] FIRING cron_missed (daily_reconciliation): daily_reconciliation did not run"),
+            "{}",
+            w["summary"]
+        );
         let p = pagerduty_payload(n, "rk");
-        assert_eq!((p["event_action"].as_str(), p["payload"]["severity"].as_str()), (Some("trigger"), Some("critical")));
+        assert_eq!(
+            (p["event_action"].as_str(), p["payload"]["severity"].as_str()),
+            (Some("trigger"), Some("critical"))
+        );
         assert_eq!(p["dedup_key"], n.dedup_key);
         for e in &due {
             m.mark_delivery_sent(e.id).unwrap();

@@ -45,16 +45,12 @@ pub use alert::{Alert, AlertState, StateChange};
 pub use digest::{DigestSnapshot, DigestSnapshotError};
 pub use external::cron_dedup_key;
 pub use monitor::{
-    Counters, Evaluation, IngestReport, Monitor, MonitorConfig, MonitorSnapshot, RestoreError,
-    RestoreReport,
+    Counters, Evaluation, IngestReport, Monitor, MonitorConfig, MonitorSnapshot, RestoreError, RestoreReport,
 };
 pub use notify::{
-    email_message, pagerduty_payload, webhook_payload, EmailMessage, EventKind, Notification,
-    NotifyReason,
+    email_message, pagerduty_payload, webhook_payload, EmailMessage, EventKind, Notification, NotifyReason,
 };
-pub use outbox::{
-    Channel, DeliveryKey, EnqueueError, FailOutcome, MarkError, OutboxEntry, RetryPolicy,
-};
+pub use outbox::{Channel, DeliveryKey, EnqueueError, FailOutcome, MarkError, OutboxEntry, RetryPolicy};
 pub use rules::{Rule, RuleId, RuleSet, RulesConfigError, Severity, Unit, DEFAULT_RULES};
 pub use status::Status;
 pub use window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason};

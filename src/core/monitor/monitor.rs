@@ -16,9 +16,7 @@ use super::notify::{needs_update, record_decision, Notification, NotifyContext};
 use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
 use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
 use super::time::s_to_ms;
-use super::window::{
-    BucketKey, BucketRestoreError, BucketSnapshot, RecentIds, RejectReason, Window,
-};
+use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RecentIds, RejectReason, Window};
 use crate::core::cron::CronAlertEvent;
 use crate::core::record::RequestRecord;
 
@@ -39,14 +37,8 @@ pub struct MonitorConfig {
 
 impl MonitorConfig {
     /// Rules from an `ALERT_RULES` string (blank: defaults) and the channels to deliver to.
-    pub fn from_alert_rules_json(
-        json: &str,
-        channels: Vec<Channel>,
-    ) -> Result<Self, RulesConfigError> {
-        Ok(MonitorConfig {
-            rules: RuleSet::from_alert_rules_json(json)?,
-            channels,
-        })
+    pub fn from_alert_rules_json(json: &str, channels: Vec<Channel>) -> Result<Self, RulesConfigError> {
+        Ok(MonitorConfig { rules: RuleSet::from_alert_rules_json(json)?, channels })
     }
 }
 
@@ -127,10 +119,7 @@ impl std::fmt::Display for RestoreError {
                 write!(f, "monitor snapshot format {found} is not supported (this build reads {supported})")
             }
             Self::ShopMismatch { expected, found } => {
-                write!(
-                    f,
-                    "monitor snapshot is for shop {found:?}, not {expected:?}"
-                )
+                write!(f, "monitor snapshot is for shop {found:?}, not {expected:?}")
             }
         }
     }
@@ -218,14 +207,8 @@ impl Monitor {
     pub fn ingest(&mut self, records: &[RequestRecord], now_ms: i64) -> IngestReport {
         // Prune only what the last evaluation saw leave: a bucket leaving a window later must
         // still be there for `next_due_ms` to notice.
-        self.window
-            .prune(self.last_eval_ms.map_or(now_ms, |t| t.min(now_ms)));
-        let slow = |id| {
-            self.config
-                .rules
-                .rule(id)
-                .map_or(f64::INFINITY, |r| r.threshold)
-        };
+        self.window.prune(self.last_eval_ms.map_or(now_ms, |t| t.min(now_ms)));
+        let slow = |id| self.config.rules.rule(id).map_or(f64::INFINITY, |r| r.threshold);
         let (slow_request_ms, slow_d1_ms) = (slow(RuleId::RequestP95), slow(RuleId::D1P95));
         let mut report = IngestReport::default();
         for r in records {
@@ -266,16 +249,8 @@ impl Monitor {
         self.counters.unusable_latency_samples += u64::from(unusable);
         self.recent.note(r, slow_request_ms, slow_d1_ms);
         let ts_ms = r.ts.timestamp_millis();
-        if self.build_version.as_ref().is_none_or(|(t, _)| ts_ms >= *t)
-            && !r.build_version.is_empty()
-        {
-            self.build_version = Some((
-                ts_ms,
-                r.build_version
-                    .chars()
-                    .take(MAX_BUILD_VERSION_CHARS)
-                    .collect(),
-            ));
+        if self.build_version.as_ref().is_none_or(|(t, _)| ts_ms >= *t) && !r.build_version.is_empty() {
+            self.build_version = Some((ts_ms, r.build_version.chars().take(MAX_BUILD_VERSION_CHARS).collect()));
         }
         Ok(())
     }
@@ -288,14 +263,8 @@ impl Monitor {
         self.window.prune(now_ms);
         let mut changes = Vec::new();
         for (rule, alert) in self.config.rules.rules.iter().zip(self.alerts.iter_mut()) {
-            let obs = if rule.enabled {
-                rule.observe(&self.window, now_ms)
-            } else {
-                Observation {
-                    value: None,
-                    samples: 0,
-                }
-            };
+            let obs =
+                if rule.enabled { rule.observe(&self.window, now_ms) } else { Observation { value: None, samples: 0 } };
             changes.extend(alert.step(rule, obs, now_ms));
         }
         for c in &changes {
@@ -317,12 +286,7 @@ impl Monitor {
         self.last_eval_ms = Some(now_ms);
         self.ingested_since_eval = false;
         self.revision += 1;
-        Evaluation {
-            now_ms,
-            changes,
-            notifications,
-            enqueued,
-        }
+        Evaluation { now_ms, changes, notifications, enqueued }
     }
 
     /// Queue a cron/business alert event (decided by `core::cron`) for every configured
@@ -352,9 +316,7 @@ impl Monitor {
                 continue;
             };
             let event = record_decision(alert, reason, now_ms);
-            let ids = self
-                .recent
-                .for_rule(rule.id, now_ms.saturating_sub(s_to_ms(rule.window_s)));
+            let ids = self.recent.for_rule(rule.id, now_ms.saturating_sub(s_to_ms(rule.window_s)));
             let ctx = NotifyContext {
                 shop: &self.shop,
                 build_version: self.build_version.as_ref().map(|(_, v)| v.as_str()),
@@ -376,30 +338,17 @@ impl Monitor {
         let rules = &self.config.rules;
         let mut due: Vec<i64> = Vec::new();
         if self.ingested_since_eval {
-            due.push(
-                self.last_eval_ms
-                    .map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.eval_interval_s))),
-            );
+            due.push(self.last_eval_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.eval_interval_s))));
         }
         for (rule, alert) in rules.rules.iter().zip(&self.alerts) {
             due.extend(alert.next_deadline_ms(rule));
             if alert.state == AlertState::Firing {
-                due.push(alert.last_sent_at_ms.map_or(now_ms, |t| {
-                    t.saturating_add(s_to_ms(rules.repeat_interval_s))
-                }));
+                due.push(alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s))));
             }
         }
         // Window changes since the last evaluation count, not only those still ahead.
-        let windows: Vec<u32> = rules
-            .rules
-            .iter()
-            .filter(|r| r.enabled)
-            .map(|r| r.window_s)
-            .collect();
-        due.extend(
-            self.window
-                .next_change_ms(self.last_eval_ms.unwrap_or(now_ms), &windows),
-        );
+        let windows: Vec<u32> = rules.rules.iter().filter(|r| r.enabled).map(|r| r.window_s).collect();
+        due.extend(self.window.next_change_ms(self.last_eval_ms.unwrap_or(now_ms), &windows));
         if self.window.has_dirty_closed(now_ms) {
             due.push(now_ms);
         }
@@ -490,16 +439,10 @@ impl Monitor {
 
     fn apply_snapshot(&mut self, s: MonitorSnapshot, now_ms: i64) -> Result<usize, RestoreError> {
         if s.format != SNAPSHOT_FORMAT {
-            return Err(RestoreError::UnsupportedFormat {
-                found: s.format,
-                supported: SNAPSHOT_FORMAT,
-            });
+            return Err(RestoreError::UnsupportedFormat { found: s.format, supported: SNAPSHOT_FORMAT });
         }
         if s.shop != self.shop {
-            return Err(RestoreError::ShopMismatch {
-                expected: self.shop.clone(),
-                found: s.shop,
-            });
+            return Err(RestoreError::ShopMismatch { expected: self.shop.clone(), found: s.shop });
         }
         for alert in &mut self.alerts {
             if let Some(saved) = s.alerts.iter().find(|a| a.rule == alert.rule) {
@@ -507,20 +450,10 @@ impl Monitor {
             }
         }
         self.outbox = s.outbox;
-        let dropped = self
-            .outbox
-            .drop_channels_except(&self.config.channels, now_ms);
-        self.changes = s
-            .changes
-            .into_iter()
-            .rev()
-            .take(MAX_CHANGES)
-            .rev()
-            .collect();
+        let dropped = self.outbox.drop_channels_except(&self.config.channels, now_ms);
+        self.changes = s.changes.into_iter().rev().take(MAX_CHANGES).rev().collect();
         self.recent = s.recent;
-        self.build_version = s
-            .build_version
-            .map(|v| (s.build_version_ts_ms.unwrap_or(i64::MIN), v));
+        self.build_version = s.build_version.map(|v| (s.build_version_ts_ms.unwrap_or(i64::MIN), v));
         self.last_eval_ms = s.last_eval_ms;
         self.ingested_since_eval = s.ingested_since_eval;
         self.counters = s.counters;

@@ -51,18 +51,13 @@ impl EventKind {
 /// records the decision with [`record_decision`] so a retried evaluation does not repeat it.
 pub fn needs_update(alert: &Alert, repeat_interval_s: u32, now_ms: i64) -> Option<NotifyReason> {
     match alert.state {
-        AlertState::Firing if alert.notified_firing_seq != alert.incident_seq => {
-            Some(NotifyReason::FirstFiring)
-        }
+        AlertState::Firing if alert.notified_firing_seq != alert.incident_seq => Some(NotifyReason::FirstFiring),
         AlertState::Firing => {
-            let due = alert
-                .last_sent_at_ms
-                .is_none_or(|t| now_ms.saturating_sub(t) >= s_to_ms(repeat_interval_s));
+            let due = alert.last_sent_at_ms.is_none_or(|t| now_ms.saturating_sub(t) >= s_to_ms(repeat_interval_s));
             due.then_some(NotifyReason::RepeatInterval)
         }
         AlertState::Resolved
-            if alert.notified_firing_seq == alert.incident_seq
-                && alert.notified_resolved_seq != alert.incident_seq =>
+            if alert.notified_firing_seq == alert.incident_seq && alert.notified_resolved_seq != alert.incident_seq =>
         {
             Some(NotifyReason::Resolved)
         }
@@ -145,13 +140,7 @@ pub struct NotifyContext<'a> {
 
 impl Notification {
     /// Build the notification for a decided `reason`/`event`.
-    pub fn build(
-        alert: &Alert,
-        rule: &Rule,
-        reason: NotifyReason,
-        event: EventKind,
-        ctx: NotifyContext,
-    ) -> Self {
+    pub fn build(alert: &Alert, rule: &Rule, reason: NotifyReason, event: EventKind, ctx: NotifyContext) -> Self {
         let mut n = Notification {
             reason,
             event,
@@ -166,11 +155,7 @@ impl Notification {
             window_s: rule.window_s,
             since: rfc3339_ms(alert.fired_at_ms.unwrap_or(ctx.now_ms)),
             active_at: rfc3339_opt(alert.active_at_ms),
-            resolved_at: if alert.state == AlertState::Resolved {
-                rfc3339_opt(alert.resolved_at_ms)
-            } else {
-                None
-            },
+            resolved_at: if alert.state == AlertState::Resolved { rfc3339_opt(alert.resolved_at_ms) } else { None },
             notified_at: rfc3339_ms(ctx.now_ms),
             description: rule.description.to_string(),
             action: rule.action.to_string(),
@@ -193,9 +178,7 @@ impl Notification {
 
     /// One line for humans, e.g. `[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s`.
     fn summary_line(&self, fires_at_equal: bool) -> String {
-        let value = self
-            .value
-            .map_or_else(|| "no data".to_string(), |v| self.unit.format(v));
+        let value = self.value.map_or_else(|| "no data".to_string(), |v| self.unit.format(v));
         match self.state {
             AlertState::Resolved => format!(
                 "[{}] RESOLVED {}: {value} (fired {} at > {}, clears below {})",
@@ -206,11 +189,7 @@ impl Notification {
                 self.unit.format(self.clear_threshold)
             ),
             _ => {
-                let op = if fires_at_equal {
-                    ">="
-                } else {
-                    ">"
-                };
+                let op = if fires_at_equal { ">=" } else { ">" };
                 format!(
                     "[{}] FIRING {}: {value} {op} {} over {} s",
                     self.shop,
@@ -309,14 +288,8 @@ pub fn email_message(n: &Notification) -> EmailMessage {
         (_, Severity::Warning) => "WARNING",
     };
     let subject = format!("[lookout][{tag}] {}: {}", n.shop, n.rule);
-    let value = n
-        .value
-        .map_or_else(|| "no data".to_string(), |v| n.unit.format(v));
-    let ids = if n.recent_request_ids.is_empty() {
-        "(none)".to_string()
-    } else {
-        n.recent_request_ids.join(", ")
-    };
+    let value = n.value.map_or_else(|| "no data".to_string(), |v| n.unit.format(v));
+    let ids = if n.recent_request_ids.is_empty() { "(none)".to_string() } else { n.recent_request_ids.join(", ") };
     let threshold = if n.window_s > 0 {
         format!(
             "{} (clears below {}) over {} s",
@@ -355,28 +328,13 @@ mod tests {
     use crate::core::monitor::rules::{Observation, DEFAULT_RULES};
 
     fn firing_alert() -> (Alert, Rule) {
-        let rule = Rule {
-            for_s: 0,
-            ..DEFAULT_RULES[0].clone()
-        };
+        let rule = Rule { for_s: 0, ..DEFAULT_RULES[0].clone() };
         let mut a = Alert::new(rule.id);
-        a.step(
-            &rule,
-            Observation {
-                value: Some(0.032),
-                samples: 500,
-            },
-            1_778_400_000_000,
-        );
+        a.step(&rule, Observation { value: Some(0.032), samples: 500 }, 1_778_400_000_000);
         (a, rule)
     }
 
-    fn notification(
-        a: &Alert,
-        rule: &Rule,
-        reason: NotifyReason,
-        event: EventKind,
-    ) -> Notification {
+    fn notification(a: &Alert, rule: &Rule, reason: NotifyReason, event: EventKind) -> Notification {
         let ids = vec!["req_a8h3k2".to_string()];
         let ctx = NotifyContext {
             shop: "swicked",
@@ -392,24 +350,11 @@ mod tests {
         let (mut a, _) = firing_alert();
         let t = 1_778_400_000_000;
         assert_eq!(needs_update(&a, 3600, t), Some(NotifyReason::FirstFiring));
-        assert_eq!(
-            record_decision(&mut a, NotifyReason::FirstFiring, t),
-            EventKind::Trigger
-        );
-        assert_eq!(
-            needs_update(&a, 3600, t),
-            None,
-            "decided: a retry must not repeat it"
-        );
+        assert_eq!(record_decision(&mut a, NotifyReason::FirstFiring, t), EventKind::Trigger);
+        assert_eq!(needs_update(&a, 3600, t), None, "decided: a retry must not repeat it");
         assert_eq!(needs_update(&a, 3600, t + 3_599_999), None);
-        assert_eq!(
-            needs_update(&a, 3600, t + 3_600_000),
-            Some(NotifyReason::RepeatInterval)
-        );
-        assert_eq!(
-            record_decision(&mut a, NotifyReason::RepeatInterval, t + 3_600_000),
-            EventKind::Repeat(1)
-        );
+        assert_eq!(needs_update(&a, 3600, t + 3_600_000), Some(NotifyReason::RepeatInterval));
+        assert_eq!(record_decision(&mut a, NotifyReason::RepeatInterval, t + 3_600_000), EventKind::Repeat(1));
         assert_eq!(needs_update(&a, 3600, t + 3_600_000), None);
     }
 
@@ -417,27 +362,17 @@ mod tests {
     fn resolve_is_decided_once_and_only_after_a_firing_notification() {
         let (mut a, rule) = firing_alert();
         let t = 1_778_400_000_000;
-        let clear = Observation {
-            value: Some(0.0),
-            samples: 500,
-        };
+        let clear = Observation { value: Some(0.0), samples: 500 };
         let mut silent = a.clone();
         silent.step(&rule, clear, t + 60_000);
         silent.step(&rule, clear, t + 120_000);
         assert_eq!(silent.state, AlertState::Resolved);
-        assert_eq!(
-            needs_update(&silent, 3600, t + 120_000),
-            None,
-            "never announced, nothing to resolve"
-        );
+        assert_eq!(needs_update(&silent, 3600, t + 120_000), None, "never announced, nothing to resolve");
 
         record_decision(&mut a, NotifyReason::FirstFiring, t);
         a.step(&rule, clear, t + 60_000);
         a.step(&rule, clear, t + 120_000);
-        assert_eq!(
-            needs_update(&a, 3600, t + 120_000),
-            Some(NotifyReason::Resolved)
-        );
+        assert_eq!(needs_update(&a, 3600, t + 120_000), Some(NotifyReason::Resolved));
         record_decision(&mut a, NotifyReason::Resolved, t + 120_000);
         assert_eq!(needs_update(&a, 3600, t + 999_000_000), None);
     }
@@ -446,10 +381,7 @@ mod tests {
     fn firing_payloads_carry_context_and_no_secrets() {
         let (a, rule) = firing_alert();
         let n = notification(&a, &rule, NotifyReason::FirstFiring, EventKind::Trigger);
-        assert_eq!(
-            n.summary,
-            "[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s"
-        );
+        assert_eq!(n.summary, "[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s");
         let w = webhook_payload(&n);
         assert_eq!(w["dedup_key"], "swicked:http_5xx_rate:1");
         assert_eq!(w["event_id"], "swicked:http_5xx_rate:1:trigger");
@@ -466,17 +398,12 @@ mod tests {
         assert_eq!(p["payload"]["source"], "lookout/swicked");
         assert_eq!(p["payload"]["custom_details"]["action"], n.action);
         let body = p["payload"].to_string();
-        assert!(
-            !body.contains("R0UTINGKEY"),
-            "routing key only in the envelope"
-        );
+        assert!(!body.contains("R0UTINGKEY"), "routing key only in the envelope");
         assert!(!w.to_string().contains("R0UTINGKEY"));
 
         let e = email_message(&n);
         assert_eq!(e.subject, "[lookout][CRITICAL] swicked: http_5xx_rate");
-        assert!(e
-            .text
-            .contains("What to do: Worker logs, identify error class, deploy fix"));
+        assert!(e.text.contains("What to do: Worker logs, identify error class, deploy fix"));
         assert!(e.text.contains("req_a8h3k2"));
     }
 
@@ -484,26 +411,11 @@ mod tests {
     fn resolve_payloads() {
         let (mut a, rule) = firing_alert();
         record_decision(&mut a, NotifyReason::FirstFiring, 0);
-        let rule = Rule {
-            keep_firing_for_s: 0,
-            ..rule
-        };
-        a.step(
-            &rule,
-            Observation {
-                value: Some(0.001),
-                samples: 500,
-            },
-            1_778_400_060_000,
-        );
+        let rule = Rule { keep_firing_for_s: 0, ..rule };
+        a.step(&rule, Observation { value: Some(0.001), samples: 500 }, 1_778_400_060_000);
         let n = notification(&a, &rule, NotifyReason::Resolved, EventKind::Resolve);
         assert_eq!(n.resolved_at.as_deref(), Some("2026-05-10T08:01:00.000Z"));
-        assert!(
-            n.summary
-                .starts_with("[swicked] RESOLVED http_5xx_rate: 0.10%"),
-            "{}",
-            n.summary
-        );
+        assert!(n.summary.starts_with("[swicked] RESOLVED http_5xx_rate: 0.10%"), "{}", n.summary);
         assert_eq!(
             pagerduty_payload(&n, "k"),
             json!({"routing_key": "k", "event_action": "resolve", "dedup_key": "swicked:http_5xx_rate:1"})

@@ -57,11 +57,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 2 s, 4 s, 8 s ... capped at 5 min; 10 attempts (about 17 minutes in all).
     fn default() -> Self {
-        RetryPolicy {
-            initial_backoff_ms: 2_000,
-            max_backoff_ms: 300_000,
-            max_attempts: 10,
-        }
+        RetryPolicy { initial_backoff_ms: 2_000, max_backoff_ms: 300_000, max_attempts: 10 }
     }
 }
 
@@ -69,9 +65,7 @@ impl RetryPolicy {
     /// Wait after the `attempts`-th failed attempt (1-based).
     pub fn backoff_ms(&self, attempts: u32) -> i64 {
         let doublings = attempts.saturating_sub(1).min(30);
-        self.initial_backoff_ms
-            .saturating_mul(1i64 << doublings)
-            .min(self.max_backoff_ms)
+        self.initial_backoff_ms.saturating_mul(1i64 << doublings).min(self.max_backoff_ms)
     }
 }
 
@@ -160,17 +154,8 @@ pub struct Outbox {
 
 impl Outbox {
     /// Queue `notification` for `channel`, due at once.
-    pub fn enqueue(
-        &mut self,
-        notification: Notification,
-        channel: Channel,
-        now_ms: i64,
-    ) -> Result<u64, EnqueueError> {
-        let key = DeliveryKey {
-            dedup_key: notification.dedup_key.clone(),
-            event: notification.event,
-            channel,
-        };
+    pub fn enqueue(&mut self, notification: Notification, channel: Channel, now_ms: i64) -> Result<u64, EnqueueError> {
+        let key = DeliveryKey { dedup_key: notification.dedup_key.clone(), event: notification.event, channel };
         if self.remembered.contains(&key) || self.entries.iter().any(|e| e.key == key) {
             return Err(EnqueueError::Duplicate);
         }
@@ -202,21 +187,14 @@ impl Outbox {
 
     /// Entries due at `now_ms` (read only; see [`claim_due`](Self::claim_due)).
     pub fn due(&self, now_ms: i64) -> Vec<&OutboxEntry> {
-        self.entries
-            .iter()
-            .filter(|e| e.next_attempt_at_ms <= now_ms)
-            .collect()
+        self.entries.iter().filter(|e| e.next_attempt_at_ms <= now_ms).collect()
     }
 
     /// Entries due at `now_ms`, each counted as an attempt and leased for [`LEASE_MS`] so a
     /// second claim does not send it again meanwhile.
     pub fn claim_due(&mut self, now_ms: i64) -> Vec<OutboxEntry> {
         let mut claimed = Vec::new();
-        for e in self
-            .entries
-            .iter_mut()
-            .filter(|e| e.next_attempt_at_ms <= now_ms)
-        {
+        for e in self.entries.iter_mut().filter(|e| e.next_attempt_at_ms <= now_ms) {
             e.attempts += 1;
             e.leased = true;
             e.next_attempt_at_ms = now_ms.saturating_add(LEASE_MS);
@@ -224,11 +202,7 @@ impl Outbox {
         }
         // A lease that ran out on an entry already at its attempt limit ends it.
         let limit = self.policy.max_attempts;
-        let expired: Vec<u64> = claimed
-            .iter()
-            .filter(|e| e.attempts > limit)
-            .map(|e| e.id)
-            .collect();
+        let expired: Vec<u64> = claimed.iter().filter(|e| e.attempts > limit).map(|e| e.id).collect();
         for id in &expired {
             self.dead_letter(*id, now_ms);
         }
@@ -246,12 +220,7 @@ impl Outbox {
 
     /// The delivery `id` failed at `now_ms`: schedule a retry, or dead-letter it when out of
     /// attempts. `error_summary` is scrubbed and cut before it is kept.
-    pub fn mark_failed(
-        &mut self,
-        id: u64,
-        now_ms: i64,
-        error_summary: &str,
-    ) -> Result<FailOutcome, MarkError> {
+    pub fn mark_failed(&mut self, id: u64, now_ms: i64, error_summary: &str) -> Result<FailOutcome, MarkError> {
         let i = self.position(id)?;
         let policy = self.policy;
         let e = &mut self.entries[i];
@@ -260,27 +229,17 @@ impl Outbox {
             e.attempts += 1;
         }
         e.leased = false;
-        e.last_error = Some(
-            scrub_text(error_summary)
-                .chars()
-                .take(MAX_ERROR_CHARS)
-                .collect(),
-        );
+        e.last_error = Some(scrub_text(error_summary).chars().take(MAX_ERROR_CHARS).collect());
         if e.attempts >= policy.max_attempts {
             self.dead_letter(id, now_ms);
             return Ok(FailOutcome::DeadLettered);
         }
         e.next_attempt_at_ms = now_ms.saturating_add(policy.backoff_ms(e.attempts));
-        Ok(FailOutcome::Retry {
-            next_attempt_at_ms: e.next_attempt_at_ms,
-        })
+        Ok(FailOutcome::Retry { next_attempt_at_ms: e.next_attempt_at_ms })
     }
 
     fn position(&self, id: u64) -> Result<usize, MarkError> {
-        self.entries
-            .iter()
-            .position(|e| e.id == id)
-            .ok_or(MarkError::UnknownId(id))
+        self.entries.iter().position(|e| e.id == id).ok_or(MarkError::UnknownId(id))
     }
 
     fn dead_letter(&mut self, id: u64, now_ms: i64) {
@@ -302,12 +261,7 @@ impl Outbox {
     /// Dead-letter every entry for a channel not in `channels` (its settings were removed);
     /// returns how many.
     pub fn drop_channels_except(&mut self, channels: &[Channel], now_ms: i64) -> usize {
-        let gone: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|e| !channels.contains(&e.key.channel))
-            .map(|e| e.id)
-            .collect();
+        let gone: Vec<u64> = self.entries.iter().filter(|e| !channels.contains(&e.key.channel)).map(|e| e.id).collect();
         for &id in &gone {
             if let Ok(i) = self.position(id) {
                 self.entries[i].last_error = Some("channel no longer configured".into());
@@ -343,35 +297,17 @@ mod tests {
     fn notification(seq: u64, event: EventKind) -> Notification {
         let mut a = Alert::new(DEFAULT_RULES[0].id);
         a.incident_seq = seq;
-        let ctx = NotifyContext {
-            shop: "swicked",
-            build_version: None,
-            recent_request_ids: &[],
-            now_ms: 0,
-        };
+        let ctx = NotifyContext { shop: "swicked", build_version: None, recent_request_ids: &[], now_ms: 0 };
         Notification::build(&a, &DEFAULT_RULES[0], NotifyReason::FirstFiring, event, ctx)
     }
 
     #[test]
     fn the_same_delivery_is_never_queued_twice() {
         let mut o = Outbox::default();
-        let id = o
-            .enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0)
-            .expect("new");
-        assert_eq!(
-            o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0),
-            Err(EnqueueError::Duplicate)
-        );
-        assert!(
-            o.enqueue(notification(1, EventKind::Trigger), Channel::PagerDuty, 0)
-                .is_ok(),
-            "other channel"
-        );
-        assert!(
-            o.enqueue(notification(1, EventKind::Resolve), Channel::Webhook, 0)
-                .is_ok(),
-            "other event"
-        );
+        let id = o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0).expect("new");
+        assert_eq!(o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0), Err(EnqueueError::Duplicate));
+        assert!(o.enqueue(notification(1, EventKind::Trigger), Channel::PagerDuty, 0).is_ok(), "other channel");
+        assert!(o.enqueue(notification(1, EventKind::Resolve), Channel::Webhook, 0).is_ok(), "other event");
         o.mark_sent(id).expect("queued");
         assert_eq!(
             o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 5),
@@ -385,46 +321,28 @@ mod tests {
     #[test]
     fn failures_back_off_exponentially_then_dead_letter() {
         let mut o = Outbox::default();
-        let id = o
-            .enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0)
-            .expect("new");
+        let id = o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0).expect("new");
         let mut now = 0;
         let mut waits = Vec::new();
         loop {
             let claimed = o.claim_due(now);
             assert_eq!(claimed.len(), 1, "due at {now}");
             assert!(o.claim_due(now).is_empty(), "leased: not handed out twice");
-            match o
-                .mark_failed(
-                    id,
-                    now,
-                    "HTTP 503 from https://hooks.example/x?token=abc123",
-                )
-                .expect("queued")
-            {
+            match o.mark_failed(id, now, "HTTP 503 from https://hooks.example/x?token=abc123").expect("queued") {
                 FailOutcome::Retry { next_attempt_at_ms } => {
                     waits.push(next_attempt_at_ms - now);
-                    assert!(
-                        o.claim_due(next_attempt_at_ms - 1).is_empty(),
-                        "not before its time"
-                    );
+                    assert!(o.claim_due(next_attempt_at_ms - 1).is_empty(), "not before its time");
                     now = next_attempt_at_ms;
                 }
                 FailOutcome::DeadLettered => break,
             }
         }
-        assert_eq!(
-            waits,
-            vec![2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000]
-        );
+        assert_eq!(waits, vec![2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000]);
         assert_eq!(o.dead_lettered_total, 1);
         let dead: Vec<_> = o.dead_letters().collect();
         assert_eq!(dead[0].attempts, 10);
         let err = dead[0].last_error.as_deref().unwrap_or_default();
-        assert!(
-            err.starts_with("HTTP 503") && !err.contains("abc123"),
-            "scrubbed: {err}"
-        );
+        assert!(err.starts_with("HTTP 503") && !err.contains("abc123"), "scrubbed: {err}");
         assert!(o.backlog().is_empty());
         assert_eq!(o.next_attempt_at_ms(), None);
     }
@@ -432,8 +350,7 @@ mod tests {
     #[test]
     fn an_unreported_claim_is_retried_after_its_lease() {
         let mut o = Outbox::default();
-        o.enqueue(notification(1, EventKind::Trigger), Channel::Email, 0)
-            .expect("new");
+        o.enqueue(notification(1, EventKind::Trigger), Channel::Email, 0).expect("new");
         assert_eq!(o.claim_due(0).len(), 1);
         assert_eq!(o.next_attempt_at_ms(), Some(LEASE_MS));
         let again = o.claim_due(LEASE_MS);
@@ -442,46 +359,21 @@ mod tests {
 
     #[test]
     fn failures_reported_without_claims_still_count() {
-        let mut o = Outbox {
-            policy: RetryPolicy {
-                max_attempts: 3,
-                ..RetryPolicy::default()
-            },
-            ..Outbox::default()
-        };
-        let id = o
-            .enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0)
-            .expect("new");
+        let mut o = Outbox { policy: RetryPolicy { max_attempts: 3, ..RetryPolicy::default() }, ..Outbox::default() };
+        let id = o.enqueue(notification(1, EventKind::Trigger), Channel::Webhook, 0).expect("new");
         assert_eq!(o.due(0).len(), 1);
-        assert_eq!(
-            o.mark_failed(id, 0, "x"),
-            Ok(FailOutcome::Retry {
-                next_attempt_at_ms: 2_000
-            })
-        );
-        assert_eq!(
-            o.mark_failed(id, 2_000, "x"),
-            Ok(FailOutcome::Retry {
-                next_attempt_at_ms: 6_000
-            })
-        );
+        assert_eq!(o.mark_failed(id, 0, "x"), Ok(FailOutcome::Retry { next_attempt_at_ms: 2_000 }));
+        assert_eq!(o.mark_failed(id, 2_000, "x"), Ok(FailOutcome::Retry { next_attempt_at_ms: 6_000 }));
         assert_eq!(o.mark_failed(id, 6_000, "x"), Ok(FailOutcome::DeadLettered));
     }
 
     #[test]
     fn round_trips_through_json() {
         let mut o = Outbox::default();
-        let id = o
-            .enqueue(
-                notification(3, EventKind::Repeat(2)),
-                Channel::PagerDuty,
-                10,
-            )
-            .expect("new");
+        let id = o.enqueue(notification(3, EventKind::Repeat(2)), Channel::PagerDuty, 10).expect("new");
         o.claim_due(10);
         o.mark_failed(id, 10, "timeout").expect("queued");
-        let back: Outbox =
-            serde_json::from_str(&serde_json::to_string(&o).expect("ser")).expect("de");
+        let back: Outbox = serde_json::from_str(&serde_json::to_string(&o).expect("ser")).expect("de");
         assert_eq!(back, o);
     }
 }

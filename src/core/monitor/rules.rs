@@ -99,12 +99,8 @@ pub enum Unit {
 
 impl RuleId {
     /// Every rule, in table order.
-    pub const ALL: [RuleId; 4] = [
-        RuleId::Http5xxRate,
-        RuleId::RequestP95,
-        RuleId::D1P95,
-        RuleId::StripeSignatureFailures,
-    ];
+    pub const ALL: [RuleId; 4] =
+        [RuleId::Http5xxRate, RuleId::RequestP95, RuleId::D1P95, RuleId::StripeSignatureFailures];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -305,40 +301,19 @@ pub enum RulesConfigError {
     /// A field this rule does not have (e.g. `threshold_ms` on `http_5xx_rate`).
     UnknownField { field: String },
     /// A field of the wrong JSON type.
-    WrongType {
-        field: String,
-        expected: &'static str,
-    },
+    WrongType { field: String, expected: &'static str },
     /// A value below zero where only zero or more makes sense.
     Negative { field: String, value: String },
     /// Zero where only a positive value makes sense (windows, bucket width, intervals).
     Zero { field: String },
     /// A value outside its allowed range.
-    OutOfRange {
-        field: String,
-        value: String,
-        allowed: &'static str,
-    },
+    OutOfRange { field: String, value: String, allowed: &'static str },
     /// A window that is not a whole number of buckets.
-    NotMultipleOfBucket {
-        field: String,
-        window_s: u32,
-        bucket_s: u32,
-    },
+    NotMultipleOfBucket { field: String, window_s: u32, bucket_s: u32 },
     /// A window longer than the ring may hold.
-    TooManyBuckets {
-        field: String,
-        window_s: u32,
-        bucket_s: u32,
-        max_buckets: u32,
-    },
+    TooManyBuckets { field: String, window_s: u32, bucket_s: u32, max_buckets: u32 },
     /// The clear threshold is above the fire threshold, so the alert could never hold.
-    ClearAboveThreshold {
-        field: String,
-        clear: f64,
-        threshold_field: String,
-        threshold: f64,
-    },
+    ClearAboveThreshold { field: String, clear: f64, threshold_field: String, threshold: f64 },
 }
 
 impl std::fmt::Display for RulesConfigError {
@@ -384,26 +359,17 @@ impl RuleSet {
             return Ok(set);
         }
         let value: Value =
-            serde_json::from_str(json).map_err(|e| RulesConfigError::InvalidJson {
-                detail: e.to_string(),
-            })?;
-        let top = value.as_object().ok_or(RulesConfigError::NotAnObject {
-            field: "(top level)".into(),
-        })?;
+            serde_json::from_str(json).map_err(|e| RulesConfigError::InvalidJson { detail: e.to_string() })?;
+        let top = value.as_object().ok_or(RulesConfigError::NotAnObject { field: "(top level)".into() })?;
         for (key, v) in top {
             match key.as_str() {
                 "bucket_s" => set.bucket_s = read_u32(v, key)?,
                 "eval_interval_s" => set.eval_interval_s = read_u32(v, key)?,
                 "repeat_interval_s" => set.repeat_interval_s = read_u32(v, key)?,
                 name => {
-                    let id = RuleId::from_name(name)
-                        .ok_or(RulesConfigError::UnknownRule { name: name.into() })?;
-                    let obj = v
-                        .as_object()
-                        .ok_or(RulesConfigError::NotAnObject { field: name.into() })?;
-                    set.rule_index(id)
-                        .map(|i| apply_overrides(&mut set.rules[i], obj))
-                        .transpose()?;
+                    let id = RuleId::from_name(name).ok_or(RulesConfigError::UnknownRule { name: name.into() })?;
+                    let obj = v.as_object().ok_or(RulesConfigError::NotAnObject { field: name.into() })?;
+                    set.rule_index(id).map(|i| apply_overrides(&mut set.rules[i], obj)).transpose()?;
                 }
             }
         }
@@ -423,12 +389,7 @@ impl RuleSet {
     /// Buckets the ring must hold: the longest window of any rule.
     pub fn ring_buckets(&self) -> u32 {
         let bucket_s = self.bucket_s.max(1);
-        self.rules
-            .iter()
-            .map(|r| r.window_s / bucket_s)
-            .max()
-            .unwrap_or(1)
-            .max(1)
+        self.rules.iter().map(|r| r.window_s / bucket_s).max().unwrap_or(1).max(1)
     }
 
     /// Check a set (the parser calls this; call it on a hand-built set too).
@@ -436,21 +397,15 @@ impl RuleSet {
         positive_at_most(self.bucket_s, "bucket_s", MAX_BUCKET_S)?;
         positive_at_most(self.eval_interval_s, "eval_interval_s", MAX_BUCKET_S)?;
         if self.repeat_interval_s == 0 {
-            return Err(RulesConfigError::Zero {
-                field: "repeat_interval_s".into(),
-            });
+            return Err(RulesConfigError::Zero { field: "repeat_interval_s".into() });
         }
-        self.rules
-            .iter()
-            .try_for_each(|r| validate_rule(r, self.bucket_s))
+        self.rules.iter().try_for_each(|r| validate_rule(r, self.bucket_s))
     }
 }
 
 fn positive_at_most(value: u32, field: &str, max: u32) -> Result<(), RulesConfigError> {
     if value == 0 {
-        return Err(RulesConfigError::Zero {
-            field: field.into(),
-        });
+        return Err(RulesConfigError::Zero { field: field.into() });
     }
     if value > max {
         return Err(RulesConfigError::OutOfRange {
@@ -466,16 +421,10 @@ fn validate_rule(r: &Rule, bucket_s: u32) -> Result<(), RulesConfigError> {
     use RulesConfigError as E;
     let path = |f: &str| format!("{}.{f}", r.id.name());
     if r.window_s == 0 {
-        return Err(E::Zero {
-            field: path("window_s"),
-        });
+        return Err(E::Zero { field: path("window_s") });
     }
     if !r.window_s.is_multiple_of(bucket_s) {
-        return Err(E::NotMultipleOfBucket {
-            field: path("window_s"),
-            window_s: r.window_s,
-            bucket_s,
-        });
+        return Err(E::NotMultipleOfBucket { field: path("window_s"), window_s: r.window_s, bucket_s });
     }
     if r.window_s / bucket_s > MAX_WINDOW_BUCKETS {
         return Err(E::TooManyBuckets {
@@ -490,29 +439,18 @@ fn validate_rule(r: &Rule, bucket_s: u32) -> Result<(), RulesConfigError> {
 
 fn validate_thresholds(r: &Rule) -> Result<(), RulesConfigError> {
     use RulesConfigError as E;
-    let (t_field, c_field) = (
-        format!("{}.{}", r.id, r.id.threshold_field()),
-        format!("{}.{}", r.id, r.id.clear_field()),
-    );
+    let (t_field, c_field) =
+        (format!("{}.{}", r.id, r.id.threshold_field()), format!("{}.{}", r.id, r.id.clear_field()));
     let (max, allowed) = match r.id {
         RuleId::Http5xxRate => (1.0, "greater than 0 and at most 1"),
-        RuleId::RequestP95 | RuleId::D1P95 => {
-            (MAX_THRESHOLD_MS, "greater than 0 and at most 3600000")
-        }
+        RuleId::RequestP95 | RuleId::D1P95 => (MAX_THRESHOLD_MS, "greater than 0 and at most 3600000"),
         RuleId::StripeSignatureFailures => (f64::from(u32::MAX), "a whole number of at least 1"),
     };
     if !r.threshold.is_finite() || r.threshold <= 0.0 || r.threshold > max {
-        return Err(E::OutOfRange {
-            field: t_field,
-            value: r.threshold.to_string(),
-            allowed,
-        });
+        return Err(E::OutOfRange { field: t_field, value: r.threshold.to_string(), allowed });
     }
     if !r.clear_threshold.is_finite() || r.clear_threshold < 0.0 {
-        return Err(E::Negative {
-            field: c_field,
-            value: r.clear_threshold.to_string(),
-        });
+        return Err(E::Negative { field: c_field, value: r.clear_threshold.to_string() });
     }
     if r.clear_threshold > r.threshold {
         return Err(E::ClearAboveThreshold {
@@ -540,10 +478,7 @@ fn apply_overrides(rule: &mut Rule, obj: &Map<String, Value>) -> Result<(), Rule
     if obj.contains_key(id.threshold_field()) && !obj.contains_key(id.clear_field()) {
         // Keep the default hysteresis: clear at the same fraction of the new threshold.
         let d = default_rule(id);
-        let threshold = obj
-            .get(id.threshold_field())
-            .and_then(Value::as_f64)
-            .unwrap_or(d.threshold);
+        let threshold = obj.get(id.threshold_field()).and_then(Value::as_f64).unwrap_or(d.threshold);
         rule.clear_threshold = threshold * (d.clear_threshold / d.threshold);
         if id.unit() == Unit::Count {
             rule.clear_threshold = rule.clear_threshold.round();
@@ -567,10 +502,7 @@ fn apply_overrides(rule: &mut Rule, obj: &Map<String, Value>) -> Result<(), Rule
 }
 
 fn wrong_type(path: &str, expected: &'static str) -> RulesConfigError {
-    RulesConfigError::WrongType {
-        field: path.into(),
-        expected,
-    }
+    RulesConfigError::WrongType { field: path.into(), expected }
 }
 
 /// A whole number in `0..=u32::MAX`, with the precise error for anything else.
@@ -587,10 +519,7 @@ fn read_u32(v: &Value, path: &str) -> Result<u32, RulesConfigError> {
         });
     }
     match n.as_f64() {
-        Some(f) if f < 0.0 => Err(RulesConfigError::Negative {
-            field: path.into(),
-            value: n.to_string(),
-        }),
+        Some(f) if f < 0.0 => Err(RulesConfigError::Negative { field: path.into(), value: n.to_string() }),
         _ => Err(wrong_type(path, "a whole number")),
     }
 }
@@ -602,10 +531,7 @@ fn read_threshold(id: RuleId, v: &Value, path: &str) -> Result<f64, RulesConfigE
     }
     let f = v.as_f64().ok_or(wrong_type(path, "a number"))?;
     if f < 0.0 {
-        return Err(RulesConfigError::Negative {
-            field: path.into(),
-            value: f.to_string(),
-        });
+        return Err(RulesConfigError::Negative { field: path.into(), value: f.to_string() });
     }
     Ok(f)
 }
@@ -652,8 +578,7 @@ impl Rule {
         let totals = window.totals(self.window_s, now_ms);
         match self.id {
             RuleId::Http5xxRate => Observation {
-                value: (totals.requests > 0)
-                    .then(|| totals.errors_5xx as f64 / totals.requests as f64),
+                value: (totals.requests > 0).then(|| totals.errors_5xx as f64 / totals.requests as f64),
                 samples: totals.requests,
             },
             RuleId::RequestP95 => self.p95(window, Series::Request, now_ms),
@@ -667,10 +592,7 @@ impl Rule {
 
     fn p95(&self, window: &Window, series: Series, now_ms: i64) -> Observation {
         let merged = window.merged(series, self.window_s, now_ms);
-        Observation {
-            value: quantile(&merged, 0.95),
-            samples: merged.count() as u64,
-        }
+        Observation { value: quantile(&merged, 0.95), samples: merged.count() as u64 }
     }
 
     /// Compare an observation with the thresholds (the floor first).
@@ -679,11 +601,7 @@ impl Rule {
             Some(v) if obs.samples >= self.min_samples => v,
             _ => return Verdict::NoData,
         };
-        let breach = if self.id.fires_at_equal() {
-            value >= self.threshold
-        } else {
-            value > self.threshold
-        };
+        let breach = if self.id.fires_at_equal() { value >= self.threshold } else { value > self.threshold };
         if breach {
             Verdict::Breach
         } else if value < self.clear_threshold {
@@ -700,21 +618,12 @@ impl Rule {
         m.insert("window_s".into(), self.window_s.into());
         m.insert("for_s".into(), self.for_s.into());
         m.insert("keep_firing_for_s".into(), self.keep_firing_for_s.into());
-        m.insert(
-            self.id.threshold_field().into(),
-            number(self.id, self.threshold),
-        );
-        m.insert(
-            self.id.clear_field().into(),
-            number(self.id, self.clear_threshold),
-        );
+        m.insert(self.id.threshold_field().into(), number(self.id, self.threshold));
+        m.insert(self.id.clear_field().into(), number(self.id, self.clear_threshold));
         if let Some(f) = self.id.floor_field() {
             m.insert(f.into(), self.min_samples.into());
         }
-        m.insert(
-            "severity".into(),
-            serde_json::to_value(self.severity).unwrap_or(Value::Null),
-        );
+        m.insert("severity".into(), serde_json::to_value(self.severity).unwrap_or(Value::Null));
         m
     }
 }
@@ -740,10 +649,7 @@ mod tests {
     fn defaults_follow_the_design_table() {
         let set = RuleSet::default();
         assert_eq!(set.validate(), Ok(()));
-        assert_eq!(
-            (set.bucket_s, set.eval_interval_s, set.repeat_interval_s),
-            (10, 1, 14_400)
-        );
+        assert_eq!((set.bucket_s, set.eval_interval_s, set.repeat_interval_s), (10, 1, 14_400));
         let r = set.rule(RuleId::Http5xxRate).expect("rule");
         assert_eq!((r.threshold, r.window_s, r.for_s), (0.01, 300, 300));
         assert_eq!(r.action, "Worker logs, identify error class, deploy fix");
@@ -765,113 +671,48 @@ mod tests {
         .expect("valid");
         assert_eq!(set.bucket_s, 1);
         let r = set.rule(RuleId::Http5xxRate).expect("rule");
-        assert_eq!(
-            (r.window_s, r.for_s, r.min_samples, r.threshold),
-            (5, 3, 5, 0.01)
-        );
+        assert_eq!((r.window_s, r.for_s, r.min_samples, r.threshold), (5, 3, 5, 0.01));
         let p = set.rule(RuleId::RequestP95).expect("rule");
         assert_eq!((p.threshold, p.window_s), (100.0, 600));
-        assert_eq!(
-            p.clear_threshold, 90.0,
-            "clear keeps the default 90% of the threshold"
-        );
+        assert_eq!(p.clear_threshold, 90.0, "clear keeps the default 90% of the threshold");
         assert!(!set.rule(RuleId::D1P95).expect("rule").enabled);
-        assert_eq!(
-            set.rule(RuleId::StripeSignatureFailures)
-                .expect("rule")
-                .severity,
-            Severity::Critical
-        );
+        assert_eq!(set.rule(RuleId::StripeSignatureFailures).expect("rule").severity, Severity::Critical);
     }
 
     #[test]
     fn bad_alert_rules_name_the_broken_field() {
         let cases: Vec<(&str, RulesConfigError)> = vec![
-            (
-                "{",
-                E::InvalidJson {
-                    detail: "EOF while parsing an object at line 1 column 1".into(),
-                },
-            ),
-            (
-                "[1]",
-                E::NotAnObject {
-                    field: "(top level)".into(),
-                },
-            ),
-            (
-                r#"{"http_5xx":{}}"#,
-                E::UnknownRule {
-                    name: "http_5xx".into(),
-                },
-            ),
-            (
-                r#"{"request_p95":5}"#,
-                E::NotAnObject {
-                    field: "request_p95".into(),
-                },
-            ),
-            (
-                r#"{"http_5xx_rate":{"threshold_ms":5}}"#,
-                E::UnknownField {
-                    field: "http_5xx_rate.threshold_ms".into(),
-                },
-            ),
+            ("{", E::InvalidJson { detail: "EOF while parsing an object at line 1 column 1".into() }),
+            ("[1]", E::NotAnObject { field: "(top level)".into() }),
+            (r#"{"http_5xx":{}}"#, E::UnknownRule { name: "http_5xx".into() }),
+            (r#"{"request_p95":5}"#, E::NotAnObject { field: "request_p95".into() }),
+            (r#"{"http_5xx_rate":{"threshold_ms":5}}"#, E::UnknownField { field: "http_5xx_rate.threshold_ms".into() }),
             (
                 r#"{"stripe_signature_failures":{"min_samples":5}}"#,
-                E::UnknownField {
-                    field: "stripe_signature_failures.min_samples".into(),
-                },
+                E::UnknownField { field: "stripe_signature_failures.min_samples".into() },
             ),
             (
                 r#"{"d1_p95":{"window_s":"600"}}"#,
-                E::WrongType {
-                    field: "d1_p95.window_s".into(),
-                    expected: "a whole number",
-                },
+                E::WrongType { field: "d1_p95.window_s".into(), expected: "a whole number" },
             ),
             (
                 r#"{"d1_p95":{"enabled":"no"}}"#,
-                E::WrongType {
-                    field: "d1_p95.enabled".into(),
-                    expected: "true or false",
-                },
+                E::WrongType { field: "d1_p95.enabled".into(), expected: "true or false" },
             ),
             (
                 r#"{"http_5xx_rate":{"window_s":-300}}"#,
-                E::Negative {
-                    field: "http_5xx_rate.window_s".into(),
-                    value: "-300".into(),
-                },
+                E::Negative { field: "http_5xx_rate.window_s".into(), value: "-300".into() },
             ),
-            (
-                r#"{"http_5xx_rate":{"window_s":0}}"#,
-                E::Zero {
-                    field: "http_5xx_rate.window_s".into(),
-                },
-            ),
-            (
-                r#"{"bucket_s":0}"#,
-                E::Zero {
-                    field: "bucket_s".into(),
-                },
-            ),
+            (r#"{"http_5xx_rate":{"window_s":0}}"#, E::Zero { field: "http_5xx_rate.window_s".into() }),
+            (r#"{"bucket_s":0}"#, E::Zero { field: "bucket_s".into() }),
             (
                 r#"{"http_5xx_rate":{"window_s":305}}"#,
-                E::NotMultipleOfBucket {
-                    field: "http_5xx_rate.window_s".into(),
-                    window_s: 305,
-                    bucket_s: 10,
-                },
+                E::NotMultipleOfBucket { field: "http_5xx_rate.window_s".into(), window_s: 305, bucket_s: 10 },
             ),
             (
                 // A default window breaks when only the bucket width changes: named precisely.
                 r#"{"bucket_s":7}"#,
-                E::NotMultipleOfBucket {
-                    field: "http_5xx_rate.window_s".into(),
-                    window_s: 300,
-                    bucket_s: 7,
-                },
+                E::NotMultipleOfBucket { field: "http_5xx_rate.window_s".into(), window_s: 300, bucket_s: 7 },
             ),
             (
                 r#"{"request_p95":{"clear_ms":250}}"#,
@@ -892,10 +733,7 @@ mod tests {
             ),
             (
                 r#"{"stripe_signature_failures":{"threshold_count":2.5}}"#,
-                E::WrongType {
-                    field: "stripe_signature_failures.threshold_count".into(),
-                    expected: "a whole number",
-                },
+                E::WrongType { field: "stripe_signature_failures.threshold_count".into(), expected: "a whole number" },
             ),
             (
                 r#"{"bucket_s":1,"stripe_signature_failures":{"window_s":86400}}"#,
@@ -923,15 +761,9 @@ mod tests {
     #[test]
     fn errors_display_the_rule_and_field() {
         let e = parse(r#"{"http_5xx_rate":{"window_s":305}}"#).expect_err("invalid");
-        assert_eq!(
-            e.to_string(),
-            "ALERT_RULES http_5xx_rate.window_s = 305 is not a multiple of bucket_s = 10"
-        );
+        assert_eq!(e.to_string(), "ALERT_RULES http_5xx_rate.window_s = 305 is not a multiple of bucket_s = 10");
         let e = parse(r#"{"request_p95":{"clear_ms":250}}"#).expect_err("invalid");
-        assert_eq!(
-            e.to_string(),
-            "ALERT_RULES request_p95.clear_ms = 250 is above request_p95.threshold_ms = 200"
-        );
+        assert_eq!(e.to_string(), "ALERT_RULES request_p95.clear_ms = 250 is above request_p95.threshold_ms = 200");
     }
 
     #[test]
@@ -941,25 +773,14 @@ mod tests {
             value: (requests > 0).then(|| errors as f64 / requests as f64),
             samples: requests,
         };
-        assert_eq!(
-            r.verdict(&obs(1, 3)),
-            Verdict::NoData,
-            "3 requests is below the floor of 20"
-        );
+        assert_eq!(r.verdict(&obs(1, 3)), Verdict::NoData, "3 requests is below the floor of 20");
         assert_eq!(r.verdict(&obs(0, 0)), Verdict::NoData);
         assert_eq!(r.verdict(&obs(2, 100)), Verdict::Breach);
-        assert_eq!(
-            r.verdict(&obs(1, 100)),
-            Verdict::Band,
-            "exactly 1% does not exceed 1%"
-        );
+        assert_eq!(r.verdict(&obs(1, 100)), Verdict::Band, "exactly 1% does not exceed 1%");
         assert_eq!(r.verdict(&obs(1, 150)), Verdict::Band);
         assert_eq!(r.verdict(&obs(1, 250)), Verdict::Clear);
         let s = &DEFAULT_RULES[3];
-        let count = |n: u64| Observation {
-            value: Some(n as f64),
-            samples: n,
-        };
+        let count = |n: u64| Observation { value: Some(n as f64), samples: n };
         assert_eq!(s.verdict(&count(3)), Verdict::Breach, "3 or more fires");
         assert_eq!(s.verdict(&count(2)), Verdict::Clear);
         assert_eq!(s.verdict(&count(0)), Verdict::Clear);

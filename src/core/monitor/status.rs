@@ -141,10 +141,7 @@ impl Monitor {
         let mut widths: Vec<u32> = self.config.rules.rules.iter().map(|r| r.window_s).collect();
         widths.sort_unstable();
         widths.dedup();
-        widths
-            .into_iter()
-            .map(|w| self.figures(w, now_ms))
-            .collect()
+        widths.into_iter().map(|w| self.figures(w, now_ms)).collect()
     }
 
     fn figures(&self, window_s: u32, now_ms: i64) -> WindowFigures {

@@ -22,13 +22,7 @@ fn at(t_ms: i64) -> DateTime<Utc> {
 
 /// One request at `t_ms` after T0.
 fn request(t_ms: i64, status: u16, ms: f64) -> RequestRecord {
-    let mut r = RequestRecord::start(
-        at(t_ms),
-        format!("req_{t_ms}"),
-        "GET",
-        "/api/tickets",
-        "0.4.11+abc1234",
-    );
+    let mut r = RequestRecord::start(at(t_ms), format!("req_{t_ms}"), "GET", "/api/tickets", "0.4.11+abc1234");
     r.shop = Some(SHOP.into());
     r.status = status;
     r.ms = ms;
@@ -37,17 +31,12 @@ fn request(t_ms: i64, status: u16, ms: f64) -> RequestRecord {
 
 /// `n` requests spread over the second starting at `t_s`, the first `errors` of them 5xx.
 fn second(t_s: i64, n: i64, errors: i64, ms: f64) -> Vec<RequestRecord> {
-    (0..n)
-        .map(|i| request(t_s * 1000 + i, if i < errors { 500 } else { 200 }, ms))
-        .collect()
+    (0..n).map(|i| request(t_s * 1000 + i, if i < errors { 500 } else { 200 }, ms)).collect()
 }
 
 fn monitor(alert_rules: &str) -> Monitor {
-    let config = MonitorConfig::from_alert_rules_json(
-        alert_rules,
-        vec![Channel::Webhook, Channel::PagerDuty],
-    )
-    .expect("valid ALERT_RULES");
+    let config = MonitorConfig::from_alert_rules_json(alert_rules, vec![Channel::Webhook, Channel::PagerDuty])
+        .expect("valid ALERT_RULES");
     Monitor::new(config, SHOP)
 }
 
@@ -65,12 +54,7 @@ struct Row {
 }
 
 fn row(t_s: i64, records: Vec<RequestRecord>, state: AlertState, notify: &[NotifyReason]) -> Row {
-    Row {
-        t_ms: t_s * 1000,
-        records,
-        state,
-        notify: notify.to_vec(),
-    }
+    Row { t_ms: t_s * 1000, records, state, notify: notify.to_vec() }
 }
 
 /// Step the monitor through `rows`, checking `rule`'s state and the notifications at each.
@@ -81,22 +65,15 @@ fn run(m: &mut Monitor, rule: RuleId, rows: Vec<Row>) -> Vec<Notification> {
         let e = m.evaluate(T0 + r.t_ms);
         let state = m.alert(rule).map(|a| a.state);
         assert_eq!(state, Some(r.state), "{rule} at t = {} ms", r.t_ms);
-        assert_eq!(
-            reasons(&e),
-            r.notify,
-            "{rule} notifications at t = {} ms",
-            r.t_ms
-        );
-        assert!(
-            e.notifications.iter().all(|n| n.rule == rule.name()),
-            "only {rule} may notify"
-        );
+        assert_eq!(reasons(&e), r.notify, "{rule} notifications at t = {} ms", r.t_ms);
+        assert!(e.notifications.iter().all(|n| n.rule == rule.name()), "only {rule} may notify");
         all.extend(e.notifications);
     }
     all
 }
 
-const HTTP_FAST: &str = r#"{"bucket_s":1,"http_5xx_rate":{"window_s":5,"for_s":3,"min_requests":5,"keep_firing_for_s":2}}"#;
+const HTTP_FAST: &str =
+    r#"{"bucket_s":1,"http_5xx_rate":{"window_s":5,"for_s":3,"min_requests":5,"keep_firing_for_s":2}}"#;
 
 #[test]
 fn http_5xx_rate_fires_exactly_at_the_sustain_time_and_resolves_after_the_hold() {
@@ -112,13 +89,8 @@ fn http_5xx_rate_fires_exactly_at_the_sustain_time_and_resolves_after_the_hold()
             row(3, burst(3), Pending, &[]), // 2 of 40 in the window: 5% > 1%
             row(4, burst(4), Pending, &[]),
             row(5, burst(5), Pending, &[]),
-            Row {
-                t_ms: 5_999,
-                records: vec![],
-                state: Pending,
-                notify: vec![],
-            }, // 1 ms early
-            row(6, burst(6), Firing, &[FirstFiring]), // 3 s sustained
+            Row { t_ms: 5_999, records: vec![], state: Pending, notify: vec![] }, // 1 ms early
+            row(6, burst(6), Firing, &[FirstFiring]),                             // 3 s sustained
             row(7, quiet(7), Firing, &[]),
             row(10, quiet(10), Firing, &[]), // 2 of 50 = 4%
             row(11, quiet(11), Firing, &[]), // 0%: clearing starts, hold 2 s
@@ -134,23 +106,16 @@ fn http_5xx_rate_fires_exactly_at_the_sustain_time_and_resolves_after_the_hold()
     assert_eq!(fire.dedup_key, "swicked:http_5xx_rate:1");
     assert_eq!(fire.action, "Worker logs, identify error class, deploy fix");
     assert_eq!(fire.build_version.as_deref(), Some("0.4.11+abc1234"));
-    assert_eq!(
-        fire.recent_request_ids,
-        ["req_4001", "req_5000", "req_5001", "req_6000", "req_6001"]
-    );
-    assert_eq!(
-        sent[1].dedup_key, fire.dedup_key,
-        "the resolve closes the same incident"
-    );
+    assert_eq!(fire.recent_request_ids, ["req_4001", "req_5000", "req_5001", "req_6000", "req_6001"]);
+    assert_eq!(sent[1].dedup_key, fire.dedup_key, "the resolve closes the same incident");
     // Two channels: each notification queued once per channel.
     assert_eq!(m.outbox().backlog().len(), 4);
 }
 
 #[test]
 fn request_p95_fires_at_the_sustain_time_and_resolves() {
-    let mut m = monitor(
-        r#"{"bucket_s":1,"request_p95":{"window_s":5,"for_s":4,"min_samples":5,"keep_firing_for_s":1}}"#,
-    );
+    let mut m =
+        monitor(r#"{"bucket_s":1,"request_p95":{"window_s":5,"for_s":4,"min_samples":5,"keep_firing_for_s":1}}"#);
     let fast = |t| second(t, 10, 0, 50.0);
     let slow = |t| second(t, 10, 0, 300.0);
     let sent = run(
@@ -169,30 +134,17 @@ fn request_p95_fires_at_the_sustain_time_and_resolves() {
             row(15, fast(15), Resolved, &[NotifyReason::Resolved]),
         ],
     );
-    assert!(
-        sent[0].value.is_some_and(|v| (v - 300.0).abs() < 1.0),
-        "{:?}",
-        sent[0].value
-    );
-    assert_eq!(
-        sent[0].recent_request_ids.len(),
-        5,
-        "slow request ids travel with the firing"
-    );
+    assert!(sent[0].value.is_some_and(|v| (v - 300.0).abs() < 1.0), "{:?}", sent[0].value);
+    assert_eq!(sent[0].recent_request_ids.len(), 5, "slow request ids travel with the firing");
 }
 
 #[test]
 fn d1_p95_fires_on_slow_queries_and_ignores_requests_without_d1() {
-    let mut m = monitor(
-        r#"{"bucket_s":1,"d1_p95":{"window_s":5,"for_s":2,"min_samples":5,"keep_firing_for_s":0}}"#,
-    );
+    let mut m = monitor(r#"{"bucket_s":1,"d1_p95":{"window_s":5,"for_s":2,"min_samples":5,"keep_firing_for_s":0}}"#);
     let with_d1 = |t: i64, d1_ms: f64| {
         let mut recs = second(t, 10, 0, 20.0);
         for r in recs.iter_mut().take(4) {
-            r.d1_slowest = Some(SlowQuery {
-                sql: "SELECT * FROM tickets WHERE id = ?".into(),
-                ms: d1_ms,
-            });
+            r.d1_slowest = Some(SlowQuery { sql: "SELECT * FROM tickets WHERE id = ?".into(), ms: d1_ms });
         }
         recs
     };
@@ -241,29 +193,18 @@ fn the_floor_holds_on_low_volume_with_the_default_rules() {
     for t in (0..1800).step_by(10) {
         let recs = if t % 100 == 0 {
             let failing = (t / 100) % 3 == 0;
-            vec![request(
-                t * 1000,
-                if failing { 500 } else { 200 },
-                if failing { 2_500.0 } else { 40.0 },
-            )]
+            vec![request(t * 1000, if failing { 500 } else { 200 }, if failing { 2_500.0 } else { 40.0 })]
         } else {
             vec![]
         };
         m.ingest(&recs, T0 + t * 1000);
         let e = m.evaluate(T0 + t * 1000);
-        assert!(
-            e.notifications.is_empty() && e.changes.is_empty(),
-            "at {t} s: {e:?}"
-        );
+        assert!(e.notifications.is_empty() && e.changes.is_empty(), "at {t} s: {e:?}");
     }
     let status = m.status(T0 + 1_800_000);
     let http = &status.rules[0];
     assert_eq!((http.state, http.above_floor), (Inactive, false));
-    assert!(
-        http.value.is_some_and(|v| v > 0.3),
-        "the ratio is visible, just not judged: {:?}",
-        http.value
-    );
+    assert!(http.value.is_some_and(|v| v > 0.3), "the ratio is visible, just not judged: {:?}", http.value);
 }
 
 #[test]
@@ -290,16 +231,8 @@ fn no_flap_on_a_5xx_rate_oscillating_around_the_thresholds() {
         m.ingest(&second(t, 100, errors, 20.0), T0 + t * 1000);
         sent.extend(reasons(&m.evaluate(T0 + t * 1000)));
     }
-    assert_eq!(
-        sent,
-        vec![FirstFiring],
-        "one notification, no resolve/re-fire cycle"
-    );
-    assert_eq!(
-        m.alert(RuleId::Http5xxRate)
-            .map(|a| (a.state, a.incident_seq)),
-        Some((Firing, 1))
-    );
+    assert_eq!(sent, vec![FirstFiring], "one notification, no resolve/re-fire cycle");
+    assert_eq!(m.alert(RuleId::Http5xxRate).map(|a| (a.state, a.incident_seq)), Some((Firing, 1)));
 }
 
 #[test]
@@ -318,27 +251,21 @@ fn a_retried_alarm_does_not_duplicate_notifications() {
     // The alarm is retried at the same instant, and late (an earlier `now` is clamped).
     for now in [T0 + 1_000, T0 + 900, T0 + 1_000] {
         let again = m.evaluate(now);
-        assert!(
-            again.notifications.is_empty() && again.enqueued.is_empty(),
-            "retry at {now}"
-        );
+        assert!(again.notifications.is_empty() && again.enqueued.is_empty(), "retry at {now}");
     }
     assert_eq!(m.outbox().backlog(), &backlog[..]);
 
     // The isolate died after storing the snapshot: the restored monitor does not re-decide.
     let config = m.config().clone();
     let buckets = m.dirty_closed_buckets(T0 + 1_000);
-    let (mut restored, _) =
-        Monitor::restore(config, SHOP, Some(m.snapshot()), &buckets, T0 + 1_000).expect("restores");
+    let (mut restored, _) = Monitor::restore(config, SHOP, Some(m.snapshot()), &buckets, T0 + 1_000).expect("restores");
     assert!(restored.evaluate(T0 + 1_000).notifications.is_empty());
     assert!(restored.evaluate(T0 + 2_000).notifications.is_empty());
 }
 
 #[test]
 fn the_repeat_interval_re_notifies_while_firing() {
-    let mut m = monitor(
-        r#"{"bucket_s":1,"repeat_interval_s":10,"stripe_signature_failures":{"window_s":60}}"#,
-    );
+    let mut m = monitor(r#"{"bucket_s":1,"repeat_interval_s":10,"stripe_signature_failures":{"window_s":60}}"#);
     let mut recs = second(0, 3, 0, 5.0);
     for r in &mut recs {
         r.error_class = Some("StripeSignatureInvalid".into());
@@ -359,16 +286,8 @@ fn the_repeat_interval_re_notifies_while_firing() {
             (20, RepeatInterval, EventKind::Repeat(2)),
         ]
     );
-    assert_eq!(
-        m.outbox().backlog().len(),
-        6,
-        "3 events x 2 channels, all distinct"
-    );
-    assert_eq!(
-        m.next_due_ms(T0 + 25_000),
-        Some(T0 + 25_000),
-        "queued deliveries are due now"
-    );
+    assert_eq!(m.outbox().backlog().len(), 6, "3 events x 2 channels, all distinct");
+    assert_eq!(m.next_due_ms(T0 + 25_000), Some(T0 + 25_000), "queued deliveries are due now");
 }
 
 /// A scenario with every rule, where alerts are pending or firing when traffic stops (so they
@@ -391,10 +310,7 @@ fn traffic(t: i64, rng: &mut XorShift) -> Vec<RequestRecord> {
         r.request_id = format!("req_{t}_{i}");
         if i % 2 == 0 {
             let sql = "SELECT * FROM lines WHERE ticket_id = ?".to_string();
-            r.d1_slowest = Some(SlowQuery {
-                sql,
-                ms: rng.lognormal_ms(median_ms * 0.6, 0.5),
-            });
+            r.d1_slowest = Some(SlowQuery { sql, ms: rng.lognormal_ms(median_ms * 0.6, 0.5) });
         }
         if [281, 285, 290].contains(&t) {
             r.status = 400;
@@ -423,8 +339,7 @@ fn said(e: &Evaluation) -> Vec<(i64, RuleId, AlertState, Option<String>)> {
 
 fn drain_outbox(m: &mut Monitor, now_ms: i64) {
     for entry in m.claim_due_deliveries(now_ms) {
-        m.mark_delivery_sent(entry.id)
-            .expect("claimed entry exists");
+        m.mark_delivery_sent(entry.id).expect("claimed entry exists");
     }
 }
 
@@ -446,45 +361,20 @@ fn next_due_ms_alone_drives_the_same_alerts_as_a_one_second_tick() {
             said_driven.extend(said(&driven.evaluate(now)));
             driven_evaluations += 1;
             drain_outbox(&mut driven, now);
-            let keys: Vec<BucketKey> = driven
-                .dirty_closed_buckets(now)
-                .iter()
-                .map(BucketSnapshot::key)
-                .collect();
+            let keys: Vec<BucketKey> = driven.dirty_closed_buckets(now).iter().map(BucketSnapshot::key).collect();
             driven.mark_buckets_persisted(&keys);
         }
     }
     assert_eq!(said_driven, said_ticked);
-    let fired: std::collections::BTreeSet<RuleId> = said_ticked
-        .iter()
-        .filter(|s| s.2 == Firing)
-        .map(|s| s.1)
-        .collect();
-    assert_eq!(
-        fired.len(),
-        4,
-        "the scenario exercises every rule: {fired:?}"
-    );
+    let fired: std::collections::BTreeSet<RuleId> = said_ticked.iter().filter(|s| s.2 == Firing).map(|s| s.1).collect();
+    assert_eq!(fired.len(), 4, "the scenario exercises every rule: {fired:?}");
     // Changes while no record arrives: resolves after traffic stops, a fire in silence.
     let silent = |from: i64, to: i64| {
-        said_ticked
-            .iter()
-            .filter(|s| s.3.is_none() && (from..to).contains(&((s.0 - T0) / 1000)))
-            .count()
+        said_ticked.iter().filter(|s| s.3.is_none() && (from..to).contains(&((s.0 - T0) / 1000))).count()
     };
-    assert!(
-        silent(170, 200) >= 2
-            && silent(240, 260) >= 1
-            && silent(263, 280) >= 2
-            && silent(300, 600) >= 1
-    );
-    assert!(said_ticked
-        .iter()
-        .any(|s| s.3.as_deref().is_some_and(|id| id.ends_with(":repeat-1"))));
-    assert!(
-        driven_evaluations < 400,
-        "silence needs few wake-ups ({driven_evaluations})"
-    );
+    assert!(silent(170, 200) >= 2 && silent(240, 260) >= 1 && silent(263, 280) >= 2 && silent(300, 600) >= 1);
+    assert!(said_ticked.iter().any(|s| s.3.as_deref().is_some_and(|id| id.ends_with(":repeat-1"))));
+    assert!(driven_evaluations < 400, "silence needs few wake-ups ({driven_evaluations})");
     assert_eq!(driven.next_due_ms(T0 + 600_000), None, "idle: no alarm");
 }
 
@@ -513,20 +403,14 @@ fn a_restored_monitor_evaluates_identically() {
     let now = T0 + cut * 1000; // nothing ingested yet in the bucket open at `now`
     original.evaluate(now);
     persist(&mut original, &mut storage, now);
-    assert!(
-        original.alerts.iter().any(|a| a.state != Inactive),
-        "mid-incident"
-    );
+    assert!(original.alerts.iter().any(|a| a.state != Inactive), "mid-incident");
     let snapshot_json = serde_json::to_string(&original.snapshot()).expect("serialize");
 
     let snapshot: MonitorSnapshot = serde_json::from_str(&snapshot_json).expect("parse");
-    let buckets: Vec<BucketSnapshot> = storage
-        .values()
-        .map(|s| serde_json::from_str(s).expect("parse bucket"))
-        .collect();
+    let buckets: Vec<BucketSnapshot> =
+        storage.values().map(|s| serde_json::from_str(s).expect("parse bucket")).collect();
     let config = original.config().clone();
-    let (mut restored, report) =
-        Monitor::restore(config, SHOP, Some(snapshot), &buckets, now).expect("restores");
+    let (mut restored, report) = Monitor::restore(config, SHOP, Some(snapshot), &buckets, now).expect("restores");
     assert!(report.skipped_buckets.is_empty(), "{report:?}");
     assert_eq!(report.restored_buckets, buckets.len());
 
@@ -536,10 +420,7 @@ fn a_restored_monitor_evaluates_identically() {
         original.ingest(&traffic(t, &mut rng_a), now);
         restored.ingest(&traffic(t, &mut rng_b), now);
         assert_eq!(restored.evaluate(now), original.evaluate(now), "at {t} s");
-        let (a, b) = (
-            serde_json::to_value(restored.status(now)),
-            serde_json::to_value(original.status(now)),
-        );
+        let (a, b) = (serde_json::to_value(restored.status(now)), serde_json::to_value(original.status(now)));
         assert_eq!(a.expect("status"), b.expect("status"), "status at {t} s");
     }
 }
@@ -550,48 +431,16 @@ fn restore_refuses_another_shops_snapshot_and_skips_foreign_buckets() {
     m.ingest(&second(0, 10, 0, 5.0), T0);
     let buckets = m.dirty_closed_buckets(T0 + 1_000);
     let config = m.config().clone();
-    let err = Monitor::restore(
-        config.clone(),
-        "other",
-        Some(m.snapshot()),
-        &buckets,
-        T0 + 1_000,
-    )
-    .err();
-    assert_eq!(
-        err,
-        Some(RestoreError::ShopMismatch {
-            expected: "other".into(),
-            found: SHOP.into()
-        })
-    );
-    let old = MonitorSnapshot {
-        format: 99,
-        ..m.snapshot()
-    };
+    let err = Monitor::restore(config.clone(), "other", Some(m.snapshot()), &buckets, T0 + 1_000).err();
+    assert_eq!(err, Some(RestoreError::ShopMismatch { expected: "other".into(), found: SHOP.into() }));
+    let old = MonitorSnapshot { format: 99, ..m.snapshot() };
     let err = Monitor::restore(config, SHOP, Some(old), &buckets, T0 + 1_000).err();
-    assert_eq!(
-        err,
-        Some(RestoreError::UnsupportedFormat {
-            found: 99,
-            supported: 1
-        })
-    );
+    assert_eq!(err, Some(RestoreError::UnsupportedFormat { found: 99, supported: 1 }));
 
     // The configuration moved to 10 s buckets: the stored 1 s bucket is skipped, not misread.
     let ten = MonitorConfig::from_alert_rules_json("", vec![Channel::Email]).expect("defaults");
-    let (fresh, report) =
-        Monitor::restore(ten, SHOP, Some(m.snapshot()), &buckets, T0 + 1_000).expect("restores");
-    assert_eq!(
-        report.skipped_buckets,
-        vec![(
-            T0,
-            BucketRestoreError::WrongWidth {
-                bucket_s: 1,
-                expected_s: 10
-            }
-        )]
-    );
+    let (fresh, report) = Monitor::restore(ten, SHOP, Some(m.snapshot()), &buckets, T0 + 1_000).expect("restores");
+    assert_eq!(report.skipped_buckets, vec![(T0, BucketRestoreError::WrongWidth { bucket_s: 1, expected_s: 10 })]);
     assert_eq!(fresh.status(T0 + 1_000).windows[0].requests, 0);
 }
 
@@ -599,14 +448,12 @@ fn restore_refuses_another_shops_snapshot_and_skips_foreign_buckets() {
 fn restore_dead_letters_deliveries_for_a_removed_channel() {
     let mut m = monitor(r#"{"bucket_s":1,"stripe_signature_failures":{"window_s":60}}"#);
     let mut recs = second(0, 3, 0, 5.0);
-    recs.iter_mut()
-        .for_each(|r| r.error_class = Some("StripeSignatureInvalid".into()));
+    recs.iter_mut().for_each(|r| r.error_class = Some("StripeSignatureInvalid".into()));
     m.ingest(&recs, T0);
     m.evaluate(T0);
     let mut config = m.config().clone();
     config.channels = vec![Channel::Webhook];
-    let (r, report) =
-        Monitor::restore(config, SHOP, Some(m.snapshot()), &[], T0).expect("restores");
+    let (r, report) = Monitor::restore(config, SHOP, Some(m.snapshot()), &[], T0).expect("restores");
     assert_eq!(report.dropped_deliveries, 1);
     assert_eq!(r.outbox().backlog().len(), 1);
     assert_eq!(r.outbox().backlog()[0].key.channel, Channel::Webhook);
@@ -618,34 +465,17 @@ fn closed_buckets_are_handed_out_once_and_the_alarm_covers_the_close() {
     let mut m = monitor("");
     assert_eq!(m.next_due_ms(T0), None, "a new monitor is idle");
     m.ingest(&second(3, 5, 0, 10.0), T0 + 3_500);
-    assert!(
-        m.dirty_closed_buckets(T0 + 3_500).is_empty(),
-        "the open bucket stays in memory"
-    );
-    assert_eq!(
-        m.next_due_ms(T0 + 3_500),
-        Some(T0 + 3_500),
-        "new records: evaluate now"
-    );
+    assert!(m.dirty_closed_buckets(T0 + 3_500).is_empty(), "the open bucket stays in memory");
+    assert_eq!(m.next_due_ms(T0 + 3_500), Some(T0 + 3_500), "new records: evaluate now");
     m.evaluate(T0 + 3_500);
-    assert_eq!(
-        m.next_due_ms(T0 + 3_500),
-        Some(T0 + 10_000),
-        "wake when the bucket closes"
-    );
+    assert_eq!(m.next_due_ms(T0 + 3_500), Some(T0 + 10_000), "wake when the bucket closes");
     let closed = m.dirty_closed_buckets(T0 + 10_000);
-    assert_eq!(
-        (closed.len(), closed[0].start_ms, closed[0].requests),
-        (1, T0, 5)
-    );
+    assert_eq!((closed.len(), closed[0].start_ms, closed[0].requests), (1, T0, 5));
     m.mark_buckets_persisted(&[closed[0].key()]);
     assert!(m.dirty_closed_buckets(T0 + 10_000).is_empty());
     // Then only the moment the data leaves the shortest window (300 s) is due.
     assert_eq!(m.next_due_ms(T0 + 10_000), Some(T0 + 300_000));
-    assert_eq!(
-        m.bucket_retention_start_ms(T0 + 10_000),
-        T0 + 10_000 - 3_600_000 + 10_000
-    );
+    assert_eq!(m.bucket_retention_start_ms(T0 + 10_000), T0 + 10_000 - 3_600_000 + 10_000);
 }
 
 #[test]
@@ -661,56 +491,29 @@ fn records_of_other_shops_or_far_outside_the_ring_are_counted_not_dropped() {
         request(4_000_000 + 61_000, 200, 1.0),
     ];
     let report = m.ingest(&recs, now);
-    assert_eq!(
-        report,
-        IngestReport {
-            accepted: 1,
-            rejected_too_old: 1,
-            rejected_future: 1,
-            rejected_other_shop: 1
-        }
-    );
+    assert_eq!(report, IngestReport { accepted: 1, rejected_too_old: 1, rejected_future: 1, rejected_other_shop: 1 });
     let status = m.status(now);
     assert_eq!(status.rejected_records, 3);
-    assert_eq!(
-        status.windows[0].errors_5xx, 0,
-        "another shop's 5xx never counts here"
-    );
+    assert_eq!(status.windows[0].errors_5xx, 0, "another shop's 5xx never counts here");
 }
 
 #[test]
 fn status_shows_windows_rules_changes_and_the_outbox() {
     let mut m = monitor(HTTP_FAST);
     for t in 0..8 {
-        m.ingest(
-            &second(t, 10, if t >= 2 { 1 } else { 0 }, 30.0 + t as f64),
-            T0 + t * 1000,
-        );
+        m.ingest(&second(t, 10, if t >= 2 { 1 } else { 0 }, 30.0 + t as f64), T0 + t * 1000);
         m.evaluate(T0 + t * 1000);
     }
     let id = m.claim_due_deliveries(T0 + 8_000)[0].id;
-    m.mark_delivery_failed(id, T0 + 8_000, "HTTP 500")
-        .expect("claimed");
+    m.mark_delivery_failed(id, T0 + 8_000, "HTTP 500").expect("claimed");
     let s = m.status(T0 + 8_000);
     let v = serde_json::to_value(&s).expect("serialize");
     assert_eq!(v["shop"], SHOP);
     assert_eq!(v["last_evaluated_at"], "2026-05-10T08:00:07.000Z");
-    assert_eq!(
-        s.windows.iter().map(|w| w.window_s).collect::<Vec<_>>(),
-        vec![5, 600, 3600]
-    );
+    assert_eq!(s.windows.iter().map(|w| w.window_s).collect::<Vec<_>>(), vec![5, 600, 3600]);
     let w5 = &s.windows[0];
-    assert_eq!(
-        (w5.requests, w5.errors_5xx),
-        (40, 4),
-        "buckets 4..=8 as of 8 s; 8 is still empty"
-    );
-    assert!(
-        w5.request_p50_ms
-            .is_some_and(|p| (35.0..=38.0).contains(&p)),
-        "{:?}",
-        w5.request_p50_ms
-    );
+    assert_eq!((w5.requests, w5.errors_5xx), (40, 4), "buckets 4..=8 as of 8 s; 8 is still empty");
+    assert!(w5.request_p50_ms.is_some_and(|p| (35.0..=38.0).contains(&p)), "{:?}", w5.request_p50_ms);
     let http = &v["rules"][0];
     assert_eq!(http["rule"], "http_5xx_rate");
     assert_eq!(http["state"], "firing");
@@ -718,37 +521,17 @@ fn status_shows_windows_rules_changes_and_the_outbox() {
     assert_eq!(http["params"]["threshold_ratio"], 0.01);
     assert_eq!(http["dedup_key"], "swicked:http_5xx_rate:1");
     assert_eq!(v["rules"][3]["params"]["threshold_count"], 3);
-    let changes: Vec<(&str, &str)> = s
-        .recent_changes
-        .iter()
-        .map(|c| {
-            (
-                c.rule.name(),
-                if c.to == Firing { "firing" } else { "other" },
-            )
-        })
-        .collect();
-    assert_eq!(
-        changes,
-        vec![("http_5xx_rate", "other"), ("http_5xx_rate", "firing")]
-    );
+    let changes: Vec<(&str, &str)> =
+        s.recent_changes.iter().map(|c| (c.rule.name(), if c.to == Firing { "firing" } else { "other" })).collect();
+    assert_eq!(changes, vec![("http_5xx_rate", "other"), ("http_5xx_rate", "firing")]);
     assert_eq!(s.outbox.backlog, 2);
-    let failed = s
-        .outbox
-        .entries
-        .iter()
-        .find(|e| e.last_error.is_some())
-        .expect("failed entry");
-    assert_eq!(
-        (failed.attempts, failed.at.as_str()),
-        (1, "2026-05-10T08:00:10.000Z")
-    );
+    let failed = s.outbox.entries.iter().find(|e| e.last_error.is_some()).expect("failed entry");
+    assert_eq!((failed.attempts, failed.at.as_str()), (1, "2026-05-10T08:00:10.000Z"));
 }
 
 #[test]
 fn alert_rules_errors_reach_the_monitor_config_precisely() {
-    let err =
-        MonitorConfig::from_alert_rules_json(r#"{"http_5xx_rate":{"for_s":-1}}"#, vec![]).err();
+    let err = MonitorConfig::from_alert_rules_json(r#"{"http_5xx_rate":{"for_s":-1}}"#, vec![]).err();
     assert_eq!(
         err.map(|e| e.to_string()).as_deref(),
         Some("ALERT_RULES http_5xx_rate.for_s must not be negative (got -1)")

@@ -104,10 +104,7 @@ pub struct BucketKey {
 
 impl BucketSnapshot {
     pub fn key(&self) -> BucketKey {
-        BucketKey {
-            start_ms: self.start_ms,
-            revision: self.revision,
-        }
+        BucketKey { start_ms: self.start_ms, revision: self.revision }
     }
 }
 
@@ -123,10 +120,7 @@ pub enum BucketRestoreError {
     /// 5xx or Stripe failures or latency samples exceed the request count.
     InconsistentCounts,
     /// A digest snapshot is corrupt.
-    Digest {
-        series: &'static str,
-        error: DigestSnapshotError,
-    },
+    Digest { series: &'static str, error: DigestSnapshotError },
     /// A second snapshot with the same `start_ms` (the first one is kept).
     Duplicate,
 }
@@ -134,14 +128,8 @@ pub enum BucketRestoreError {
 impl std::fmt::Display for BucketRestoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::WrongWidth {
-                bucket_s,
-                expected_s,
-            } => {
-                write!(
-                    f,
-                    "bucket is {bucket_s} s wide, configuration says {expected_s} s"
-                )
+            Self::WrongWidth { bucket_s, expected_s } => {
+                write!(f, "bucket is {bucket_s} s wide, configuration says {expected_s} s")
             }
             Self::Misaligned => write!(f, "bucket start is not on a bucket boundary"),
             Self::OutsideRing => write!(f, "bucket is outside the ring"),
@@ -263,26 +251,19 @@ impl Window {
     /// Counters over the last `window_s` as of `now_ms`.
     pub fn totals(&self, window_s: u32, now_ms: i64) -> WindowTotals {
         let (first, last) = self.range(window_s, now_ms);
-        self.buckets
-            .range(first..=last)
-            .fold(WindowTotals::default(), |t, (_, b)| WindowTotals {
-                requests: t.requests + b.requests,
-                errors_5xx: t.errors_5xx + b.errors_5xx,
-                stripe_signature_failures: t.stripe_signature_failures
-                    + b.stripe_signature_failures,
-                request_samples: t.request_samples + b.request_ms.count(),
-                d1_samples: t.d1_samples + b.d1_ms.count(),
-            })
+        self.buckets.range(first..=last).fold(WindowTotals::default(), |t, (_, b)| WindowTotals {
+            requests: t.requests + b.requests,
+            errors_5xx: t.errors_5xx + b.errors_5xx,
+            stripe_signature_failures: t.stripe_signature_failures + b.stripe_signature_failures,
+            request_samples: t.request_samples + b.request_ms.count(),
+            d1_samples: t.d1_samples + b.d1_ms.count(),
+        })
     }
 
     /// The merged latency digest over the last `window_s` as of `now_ms`.
     pub fn merged(&self, series: Series, window_s: u32, now_ms: i64) -> TDigest {
         let (first, last) = self.range(window_s, now_ms);
-        merge(
-            self.buckets
-                .range(first..=last)
-                .map(|(_, b)| b.digest(series)),
-        )
+        merge(self.buckets.range(first..=last).map(|(_, b)| b.digest(series)))
     }
 
     /// Whether any bucket holds a record.
@@ -295,24 +276,13 @@ impl Window {
     pub fn next_change_ms(&self, now_ms: i64, windows_s: &[u32]) -> Option<i64> {
         let bucket_ms = self.bucket_ms();
         let current = self.index(now_ms);
-        let entering = self
-            .buckets
-            .range(current + 1..)
-            .next()
-            .map(|(&i, _)| i * bucket_ms);
+        let entering = self.buckets.range(current + 1..).next().map(|(&i, _)| i * bucket_ms);
         let leaving = windows_s.iter().filter_map(|&w| {
             let (first, last) = self.range(w, now_ms);
             let n = last - first + 1;
-            self.buckets
-                .range(first..=last)
-                .next()
-                .map(|(&i, _)| (i + n) * bucket_ms)
+            self.buckets.range(first..=last).next().map(|(&i, _)| (i + n) * bucket_ms)
         });
-        entering
-            .into_iter()
-            .chain(leaving)
-            .filter(|&t| t > now_ms)
-            .min()
+        entering.into_iter().chain(leaving).filter(|&t| t > now_ms).min()
     }
 
     /// When the earliest not-yet-persisted open (or future) bucket closes: the edge should be
@@ -327,9 +297,7 @@ impl Window {
 
     /// Whether a closed bucket waits to be persisted.
     pub fn has_dirty_closed(&self, now_ms: i64) -> bool {
-        self.buckets
-            .range(..self.index(now_ms))
-            .any(|(_, b)| b.revision != b.persisted_revision)
+        self.buckets.range(..self.index(now_ms)).any(|(_, b)| b.revision != b.persisted_revision)
     }
 
     /// Snapshots of closed buckets changed since they were last marked persisted.
@@ -372,10 +340,7 @@ impl Window {
     pub fn restore(&mut self, s: &BucketSnapshot, now_ms: i64) -> Result<(), BucketRestoreError> {
         use BucketRestoreError as E;
         if s.bucket_s != self.bucket_s {
-            return Err(E::WrongWidth {
-                bucket_s: s.bucket_s,
-                expected_s: self.bucket_s,
-            });
+            return Err(E::WrongWidth { bucket_s: s.bucket_s, expected_s: self.bucket_s });
         }
         if s.start_ms.rem_euclid(self.bucket_ms()) != 0 {
             return Err(E::Misaligned);
@@ -395,17 +360,12 @@ impl Window {
 
 fn bucket_from_snapshot(s: &BucketSnapshot) -> Result<Bucket, BucketRestoreError> {
     let digest = |series: &'static str, d: &DigestSnapshot| {
-        LatencyDigest::from_snapshot(d)
-            .map_err(|error| BucketRestoreError::Digest { series, error })
+        LatencyDigest::from_snapshot(d).map_err(|error| BucketRestoreError::Digest { series, error })
     };
     let request_ms = digest("request_ms", &s.request_ms)?;
     let d1_ms = digest("d1_ms", &s.d1_ms)?;
     let over = |n: u64| n > s.requests;
-    if over(s.errors_5xx)
-        || over(s.stripe_signature_failures)
-        || over(request_ms.count())
-        || over(d1_ms.count())
-    {
+    if over(s.errors_5xx) || over(s.stripe_signature_failures) || over(request_ms.count()) || over(d1_ms.count()) {
         return Err(BucketRestoreError::InconsistentCounts);
     }
     Ok(Bucket {
@@ -441,19 +401,12 @@ impl RecentIds {
     /// of the matching p95 rule.
     pub fn note(&mut self, record: &RequestRecord, slow_request_ms: f64, slow_d1_ms: f64) {
         let ts_ms = record.ts.timestamp_millis();
-        let id: String = record
-            .request_id
-            .chars()
-            .take(MAX_REQUEST_ID_CHARS)
-            .collect();
+        let id: String = record.request_id.chars().take(MAX_REQUEST_ID_CHARS).collect();
         let push = |q: &mut VecDeque<RecentId>| {
             if q.len() >= RECENT_IDS_PER_KIND {
                 q.pop_front();
             }
-            q.push_back(RecentId {
-                ts_ms,
-                request_id: id.clone(),
-            });
+            q.push_back(RecentId { ts_ms, request_id: id.clone() });
         };
         if record.is_server_error() {
             push(&mut self.server_5xx);
@@ -461,11 +414,7 @@ impl RecentIds {
         if record.ms > slow_request_ms {
             push(&mut self.slow_request);
         }
-        if record
-            .d1_slowest
-            .as_ref()
-            .is_some_and(|q| q.ms > slow_d1_ms)
-        {
+        if record.d1_slowest.as_ref().is_some_and(|q| q.ms > slow_d1_ms) {
             push(&mut self.slow_d1);
         }
         if record.error_class.as_deref() == Some(STRIPE_SIGNATURE_ERROR_CLASS) {
@@ -481,10 +430,7 @@ impl RecentIds {
             RuleId::D1P95 => &self.slow_d1,
             RuleId::StripeSignatureFailures => &self.stripe_signature,
         };
-        q.iter()
-            .filter(|r| r.ts_ms >= since_ms)
-            .map(|r| r.request_id.clone())
-            .collect()
+        q.iter().filter(|r| r.ts_ms >= since_ms).map(|r| r.request_id.clone()).collect()
     }
 }
 
@@ -509,9 +455,7 @@ mod tests {
     fn records_land_in_their_bucket_and_age_out() {
         let mut w = Window::new(10, 30);
         for (offset_ms, status) in [(0, 200), (9_999, 500), (10_000, 200)] {
-            assert!(w
-                .add(&record(T0 + offset_ms, status, 5.0), T0 + 10_000)
-                .is_ok());
+            assert!(w.add(&record(T0 + offset_ms, status, 5.0), T0 + 10_000).is_ok());
         }
         w.flush();
         let now = T0 + 10_000;
@@ -527,14 +471,8 @@ mod tests {
     fn far_records_are_rejected_with_a_reason() {
         let mut w = Window::new(10, 30);
         let now = T0 + 1_000_000;
-        assert_eq!(
-            w.add(&record(now - 300_000, 200, 1.0), now),
-            Err(RejectReason::TooOld)
-        );
-        assert_eq!(
-            w.add(&record(now + 60_001, 200, 1.0), now),
-            Err(RejectReason::TooFarInFuture)
-        );
+        assert_eq!(w.add(&record(now - 300_000, 200, 1.0), now), Err(RejectReason::TooOld));
+        assert_eq!(w.add(&record(now + 60_001, 200, 1.0), now), Err(RejectReason::TooFarInFuture));
         assert!(w.add(&record(now + 60_000, 200, 1.0), now).is_ok());
         assert!(w.add(&record(now - 290_000, 200, 1.0), now).is_ok());
     }
@@ -542,21 +480,16 @@ mod tests {
     #[test]
     fn closed_buckets_are_dirty_once_and_again_after_a_late_record() {
         let mut w = Window::new(10, 30);
-        w.add(&record(T0 + 1_000, 200, 5.0), T0 + 1_000)
-            .expect("accepted");
+        w.add(&record(T0 + 1_000, 200, 5.0), T0 + 1_000).expect("accepted");
         w.flush();
-        assert!(
-            w.dirty_closed(T0 + 9_999).is_empty(),
-            "the open bucket is memory only"
-        );
+        assert!(w.dirty_closed(T0 + 9_999).is_empty(), "the open bucket is memory only");
         let dirty = w.dirty_closed(T0 + 10_000);
         assert_eq!(dirty.len(), 1);
         assert_eq!(dirty[0].start_ms, T0);
         w.mark_persisted(&[dirty[0].key()]);
         assert!(w.dirty_closed(T0 + 20_000).is_empty());
         // A late record changes the closed bucket: it must be written again.
-        w.add(&record(T0 + 2_000, 500, 5.0), T0 + 20_000)
-            .expect("accepted");
+        w.add(&record(T0 + 2_000, 500, 5.0), T0 + 20_000).expect("accepted");
         w.flush();
         let again = w.dirty_closed(T0 + 20_000);
         assert_eq!((again.len(), again[0].errors_5xx), (1, 1));
@@ -569,15 +502,8 @@ mod tests {
     fn a_bucket_snapshot_restores_the_same_figures() {
         let mut w = Window::new(10, 60);
         for i in 0..50 {
-            let mut r = record(
-                T0 + i * 100,
-                if i % 10 == 0 { 503 } else { 200 },
-                10.0 + i as f64,
-            );
-            r.d1_slowest = Some(SlowQuery {
-                sql: "SELECT 1".into(),
-                ms: 2.0 * i as f64,
-            });
+            let mut r = record(T0 + i * 100, if i % 10 == 0 { 503 } else { 200 }, 10.0 + i as f64);
+            r.d1_slowest = Some(SlowQuery { sql: "SELECT 1".into(), ms: 2.0 * i as f64 });
             w.add(&r, T0).expect("accepted");
         }
         w.flush();
@@ -590,53 +516,27 @@ mod tests {
             restored.restore(s, now).expect("valid");
         }
         assert_eq!(restored.totals(600, now), w.totals(600, now));
-        assert_eq!(
-            restored.merged(Series::D1, 600, now),
-            w.merged(Series::D1, 600, now)
-        );
-        assert!(
-            restored.dirty_closed(now).is_empty(),
-            "restored buckets are already stored"
-        );
-        assert_eq!(
-            restored.restore(&back[0], now),
-            Err(BucketRestoreError::Duplicate)
-        );
+        assert_eq!(restored.merged(Series::D1, 600, now), w.merged(Series::D1, 600, now));
+        assert!(restored.dirty_closed(now).is_empty(), "restored buckets are already stored");
+        assert_eq!(restored.restore(&back[0], now), Err(BucketRestoreError::Duplicate));
         let other = Window::new(5, 60).restore(&back[0], now);
-        assert_eq!(
-            other,
-            Err(BucketRestoreError::WrongWidth {
-                bucket_s: 10,
-                expected_s: 5
-            })
-        );
-        let bad = BucketSnapshot {
-            errors_5xx: 51,
-            ..back[0].clone()
-        };
-        assert_eq!(
-            Window::new(10, 60).restore(&bad, now),
-            Err(BucketRestoreError::InconsistentCounts)
-        );
-        assert_eq!(
-            Window::new(10, 60).restore(&back[0], now + 600_000),
-            Err(BucketRestoreError::OutsideRing)
-        );
+        assert_eq!(other, Err(BucketRestoreError::WrongWidth { bucket_s: 10, expected_s: 5 }));
+        let bad = BucketSnapshot { errors_5xx: 51, ..back[0].clone() };
+        assert_eq!(Window::new(10, 60).restore(&bad, now), Err(BucketRestoreError::InconsistentCounts));
+        assert_eq!(Window::new(10, 60).restore(&back[0], now + 600_000), Err(BucketRestoreError::OutsideRing));
     }
 
     #[test]
     fn next_change_is_when_data_leaves_a_window() {
         let mut w = Window::new(10, 6);
-        w.add(&record(T0 + 5_000, 200, 1.0), T0 + 5_000)
-            .expect("accepted");
+        w.add(&record(T0 + 5_000, 200, 1.0), T0 + 5_000).expect("accepted");
         w.flush();
         // Bucket T0 leaves a 30 s window at T0 + 30 s and a 60 s window at T0 + 60 s.
         assert_eq!(w.next_change_ms(T0 + 5_000, &[30, 60]), Some(T0 + 30_000));
         assert_eq!(w.next_change_ms(T0 + 30_000, &[30, 60]), Some(T0 + 60_000));
         assert_eq!(w.next_change_ms(T0 + 60_000, &[30, 60]), None);
         // A future-dated bucket enters at its start.
-        w.add(&record(T0 + 75_000, 200, 1.0), T0 + 60_000)
-            .expect("accepted");
+        w.add(&record(T0 + 75_000, 200, 1.0), T0 + 60_000).expect("accepted");
         assert_eq!(w.next_change_ms(T0 + 60_000, &[30, 60]), Some(T0 + 70_000));
     }
 
@@ -648,16 +548,8 @@ mod tests {
         }
         ids.note(&record(T0 + 100, 200, 250.0), 200.0, 200.0);
         let got = ids.for_rule(RuleId::Http5xxRate, T0);
-        assert_eq!(
-            got,
-            (2..7)
-                .map(|i| format!("req_{}", T0 + i))
-                .collect::<Vec<_>>()
-        );
-        assert_eq!(
-            ids.for_rule(RuleId::RequestP95, T0),
-            vec![format!("req_{}", T0 + 100)]
-        );
+        assert_eq!(got, (2..7).map(|i| format!("req_{}", T0 + i)).collect::<Vec<_>>());
+        assert_eq!(ids.for_rule(RuleId::RequestP95, T0), vec![format!("req_{}", T0 + 100)]);
         assert_eq!(
             ids.for_rule(RuleId::Http5xxRate, T0 + 5),
             vec![format!("req_{}", T0 + 5), format!("req_{}", T0 + 6)]
