@@ -158,7 +158,7 @@ where
     let record = RequestRecord::start(
         wall_now(),
         request_id.to_string(),
-        &req.method().to_string(),
+        req.method().as_ref(),
         &req.path(),
         &settings.build_version,
     );
