@@ -163,10 +163,24 @@ async fn delete_ticket(db: &Db, ctx: &RequestCtx, id: i64) -> AppResult {
             .with("blocker", ContextValue::Label("transactions"))
             .into());
     }
-    let lines = db.run("DELETE FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
-    db.run("DELETE FROM tickets WHERE id = ?", &[int(id)]).await?;
+    #[derive(Deserialize)]
+    struct Lines {
+        n: i64,
+    }
+    let lines: Option<Lines> =
+        db.first("SELECT COUNT(*) AS n FROM ticket_lines WHERE ticket_id = ?", &[int(id)]).await?;
+    let lines = lines.map_or(0, |l| l.n);
     let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
-    audit::ticket_event(db, ctx, "ticket_deleted", id, customer, vec![("lines_deleted", lines as i64)]).await?;
+    audit::apply(db, ctx, || async {
+        Ok(audit::Change {
+            statements: vec![
+                ("DELETE FROM ticket_lines WHERE ticket_id = ?", vec![int(id)]),
+                ("DELETE FROM tickets WHERE id = ?", vec![int(id)]),
+            ],
+            event: audit::ticket_event(ctx, "ticket_deleted", id, customer, vec![("lines_deleted", lines)]),
+        })
+    })
+    .await?;
     Ok(Response::empty()?.with_status(204))
 }
 
@@ -187,17 +201,39 @@ async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResul
     if exists.is_none() {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
     }
-    let row: Option<Line> = db
-        .first(
-            "INSERT INTO ticket_lines (ticket_id, description, qty, unit_cents) VALUES (?, ?, ?, ?) \
-             RETURNING id, description, qty, unit_cents",
-            &[int(id), line.description.as_str().into(), int(line.qty), int(line.unit_cents)],
-        )
-        .await?;
     let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
-    let figures =
-        vec![("line_id", row.as_ref().map_or(0, |l| l.id)), ("qty", line.qty), ("unit_cents", line.unit_cents)];
-    audit::ticket_event(db, ctx, "ticket_line_added", id, customer, figures).await?;
+    #[derive(Deserialize)]
+    struct Next {
+        id: i64,
+    }
+    let line = &line;
+    let allocated = std::cell::Cell::new(0i64);
+    let line_id = &allocated;
+    audit::apply(db, ctx, move || {
+        async move {
+            // The line's id is allocated here so the audit row can name it; losing a race for
+            // it fails the batch, which is rebuilt with a fresh id.
+            let next: Option<Next> = db.first("SELECT COALESCE(MAX(id), 0) + 1 AS id FROM ticket_lines", &[]).await?;
+            line_id.set(next.map_or(1, |n| n.id));
+            let figures = vec![("line_id", line_id.get()), ("qty", line.qty), ("unit_cents", line.unit_cents)];
+            Ok(audit::Change {
+                statements: vec![(
+                    "INSERT INTO ticket_lines (id, ticket_id, description, qty, unit_cents) VALUES (?, ?, ?, ?, ?)",
+                    vec![
+                        int(line_id.get()),
+                        int(id),
+                        line.description.as_str().into(),
+                        int(line.qty),
+                        int(line.unit_cents),
+                    ],
+                )],
+                event: audit::ticket_event(ctx, "ticket_line_added", id, customer, figures),
+            })
+        }
+    })
+    .await?;
+    let row =
+        Line { id: allocated.get(), description: line.description.clone(), qty: line.qty, unit_cents: line.unit_cents };
     Ok(Response::from_json(&row)?.with_status(201))
 }
 
