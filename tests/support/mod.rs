@@ -115,11 +115,29 @@ impl Server {
         Self::start_with(Opts::default())
     }
 
+    /// Start a server; a start that loses a race for its free ports (another process took
+    /// one between our probe and wrangler's bind) is retried on new ports, twice at most.
     pub fn start_with(opts: Opts) -> Server {
         assert!(
             root().join("build/index.js").exists(),
             "build/index.js missing: run scripts/build (scripts/test does)"
         );
+        for _ in 0..2 {
+            let mut s = Self::spawn(&opts);
+            match s.wait_ready() {
+                Ok(()) => return s,
+                Err(log) if log.contains("Address already in use") => eprintln!("port race, retrying:\n{log}"),
+                Err(log) => panic!("wrangler dev did not start:\n{log}"),
+            }
+        }
+        let mut s = Self::spawn(&opts);
+        if let Err(log) = s.wait_ready() {
+            panic!("wrangler dev did not start:\n{log}");
+        }
+        s
+    }
+
+    fn spawn(opts: &Opts) -> Server {
         let port = free_port();
         let state_dir = root().join("target").join("e2e").join(format!("state-{}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
@@ -142,23 +160,22 @@ impl Server {
         }
         c.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log).process_group(0);
         let child = c.spawn().expect("spawn wrangler dev");
-        let mut s = Server { port, state_dir, log_path, child };
-        s.wait_ready();
-        s
+        Server { port, state_dir, log_path, child }
     }
 
-    fn wait_ready(&mut self) {
+    /// Wait until the server answers; on failure, what it printed.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(60) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("wrangler dev exited ({status}):\n{}", self.log_text());
+                return Err(format!("exited ({status}):\n{}", self.log_text()));
             }
             if raw_get(self.port, "/__lookout_ready").is_some() {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("wrangler dev not ready after 60 s:\n{}", self.log_text());
+        Err(format!("not ready after 60 s:\n{}", self.log_text()))
     }
 
     pub fn base(&self) -> String {
