@@ -12,15 +12,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 use support::{epoch_s, root, system_s, wait_for, Opts, Received, Server, Sink, OPS_TOKEN};
 
-fn status(s: &Server, shop: &str) -> Value {
-    let r = s
-        .req("GET", &format!("/ops/shops/{shop}/status"))
-        .header("authorization", &format!("Bearer {OPS_TOKEN}"))
-        .send();
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
 fn cron_status<'a>(status: &'a Value, cron: &str) -> &'a Value {
     status["crons"]
         .as_array()
@@ -98,7 +89,7 @@ fn a_missed_cron_fires_at_the_webhook_and_a_run_through_scheduled_records_its_li
         r#"[{"cron":"daily_reconciliation","schedule":"* * * * *","grace_s":3,"max_runtime_s":60}]"#,
     ));
     // Loading the shop's monitor starts the watch: the next minute is expected.
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     let c = cron_status(&st, "daily_reconciliation");
     assert_eq!(c["state"], "expected", "{c}");
     assert_eq!(c["grace_s"], 3);
@@ -124,7 +115,7 @@ fn a_missed_cron_fires_at_the_webhook_and_a_run_through_scheduled_records_its_li
     assert_eq!(p["run_id"], slot_id.as_str());
     let key = p["dedup_key"].as_str().unwrap().to_string();
     assert!(key.starts_with("swicked:cron_missed:daily_reconciliation:"), "{key}");
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     let c = cron_status(&st, "daily_reconciliation");
     assert_eq!(c["missed_firing"], true, "{c}");
     assert!(c["recent_slots"].as_array().unwrap().iter().any(|x| x["state"] == "missed"), "{c}");
@@ -167,7 +158,7 @@ fn a_missed_cron_fires_at_the_webhook_and_a_run_through_scheduled_records_its_li
     assert!(system_s(resolved.at) > fired_at);
 
     // The status shows the run: start, end, its results and ms.
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     let c = cron_status(&st, "daily_reconciliation");
     assert_eq!(c["last_run"]["run_id"], run_id.as_str(), "{c}");
     assert_eq!(c["last_run"]["results"], line["results"]);
@@ -218,7 +209,7 @@ fn tampering_one_audit_row_fires_audit_chain_broken_on_the_next_reconciliation()
     assert!(p["summary"].as_str().unwrap().contains("row 2"), "{p}");
     let key = p["dedup_key"].as_str().unwrap().to_string();
     assert!(key.starts_with("swicked:audit_chain_broken:"), "{key}");
-    assert_eq!(status(&s, "swicked")["audit_chain"]["broken"], true);
+    assert_eq!(s.status("swicked")["audit_chain"]["broken"], true);
     // demo's chain is intact and raises nothing.
     let demo = nth_summary_line(&s, "daily_reconciliation", "demo", 2);
     assert_eq!(demo["results"]["audit_chain_verified"], true, "{demo}");
@@ -281,7 +272,7 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
     }
     assert_eq!(ai("demo").status, 200);
     let spent = wait_for(Duration::from_secs(10), || {
-        let v = status(&s, "swicked")["costs"]["ai"]["month"]["spent_micros"].as_u64()?;
+        let v = s.status("swicked")["costs"]["ai"]["month"]["spent_micros"].as_u64()?;
         (v == 1_500_000).then_some(v)
     });
     assert_eq!(spent, Some(1_500_000), "the AI spend reached the monitor through the request records");
@@ -311,7 +302,7 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
     assert_eq!(claude.received().len(), calls_before, "no AI call while paused");
     assert_eq!(ai("demo").status, 200);
     assert_eq!(nth_summary_line(&s, "daily_ai_check", "demo", 2)["results"]["ai_paused"], false);
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     assert_eq!(st["costs"]["ai"]["paused"], true, "{}", st["costs"]);
     assert_eq!(st["costs"]["ai"]["pause"]["reason"], "spent_over_cap");
     assert_eq!(st["costs"]["ai"]["month"]["spent_micros"], 1_500_000, "the refused call cost nothing");
@@ -338,14 +329,14 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
         .expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], key.as_str());
     assert_eq!(ai("swicked").status, 200);
-    assert_eq!(status(&s, "swicked")["costs"]["ai"]["paused"], false);
+    assert_eq!(s.status("swicked")["costs"]["ai"]["paused"], false);
 
     // Twilio: one $2 SMS this week against a $1 weekly budget projects over 150%.
     let sms =
         s.shop_req("swicked", "POST", "/api/tickets/2506/sms").json(&serde_json::json!({"message": "Ready"})).send();
     assert_eq!(sms.status, 201, "{}", sms.body);
     wait_for(Duration::from_secs(10), || {
-        (status(&s, "swicked")["costs"]["twilio"]["week"]["spent_micros"] == 2_000_000).then_some(())
+        (s.status("swicked")["costs"]["twilio"]["week"]["spent_micros"] == 2_000_000).then_some(())
     })
     .expect("the SMS spend reached the monitor");
     trigger(&s, "0 9 * * THU");
@@ -381,12 +372,12 @@ fn a_job_that_errors_or_panics_still_gets_its_summary_line_and_its_end() {
     );
     // Both ends reached the monitor (the panicked one through the JS entry).
     let st = wait_for(Duration::from_secs(10), || {
-        let st = status(&s, "swicked");
+        let st = s.status("swicked");
         let done =
             ["test_error", "test_panic"].iter().all(|c| cron_status(&st, c)["last_run"]["state"] == "ended_error");
         done.then_some(st)
     })
-    .unwrap_or_else(|| panic!("ends not recorded: {}", status(&s, "swicked")["crons"]));
+    .unwrap_or_else(|| panic!("ends not recorded: {}", s.status("swicked")["crons"]));
     assert_eq!(cron_status(&st, "test_panic")["last_run"]["errors_count"], 1);
     assert_eq!(cron_status(&st, "test_panic")["last_run"]["run_id"], pan["run_id"]);
     // The instance came back; a trigger no cron watches is logged, runs nothing.
@@ -408,7 +399,7 @@ fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
             .var("ALERT_WEBHOOK_URL", &sink.url("/hook"))
             .var("CRON_WATCH", r#"[{"cron":"test_slow","schedule":"0 0 1 1 *","max_runtime_s":2}]"#),
     );
-    status(&s, "swicked");
+    s.status("swicked");
     // The job takes 6 s; /__scheduled answers when it is done.
     let t0 = system_s(SystemTime::now());
     std::thread::scope(|scope| {
@@ -422,7 +413,7 @@ fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
         let since = epoch_s(&p["since"]);
         assert!(since >= t0 + 1.9 && since < t0 + 5.0, "stuck at start + 2 s: since {since} vs trigger {t0}");
         assert!(system_s(fired.at) - since < 3.0, "webhook {} s after", system_s(fired.at) - since);
-        let st = status(&s, "swicked");
+        let st = s.status("swicked");
         let c = cron_status(&st, "test_slow");
         assert_eq!((c["state"].as_str(), c["stuck_firing"].as_bool()), (Some("stuck"), Some(true)), "{c}");
     });
@@ -433,6 +424,6 @@ fn a_run_past_its_max_runtime_fires_cron_stuck_and_its_end_resolves_it() {
         .wait_for(Duration::from_secs(10), |r| is_event(r, "swicked", "cron_stuck", "resolve"))
         .expect("cron_stuck did not resolve");
     assert_eq!(resolved.json()["run_id"], line["run_id"]);
-    let c = status(&s, "swicked");
+    let c = s.status("swicked");
     assert_eq!(cron_status(&c, "test_slow")["stuck_firing"], false);
 }

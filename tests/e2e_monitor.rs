@@ -16,15 +16,6 @@ fn server_with_sink(sink: &Sink) -> Server {
     Server::start_with(Opts::default().var("ALERT_WEBHOOK_URL", &sink.url("/hook")))
 }
 
-fn status(s: &Server, shop: &str) -> Value {
-    let r = s
-        .req("GET", &format!("/ops/shops/{shop}/status"))
-        .header("authorization", &format!("Bearer {OPS_TOKEN}"))
-        .send();
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.json()
-}
-
 fn rule<'a>(status: &'a Value, name: &str) -> &'a Value {
     status["rules"].as_array().unwrap().iter().find(|r| r["rule"] == name).unwrap_or_else(|| panic!("no rule {name}"))
 }
@@ -83,7 +74,7 @@ fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
     let resolved =
         sink.wait_for(Duration::from_secs(15), |r| event(r, "http_5xx_rate", "resolve")).expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], "swicked:http_5xx_rate:1");
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     let state = rule(&st, "http_5xx_rate")["state"].as_str().unwrap().to_string();
     assert!(state == "resolved" || state == "inactive", "after recovery: {state}");
     std::thread::sleep(Duration::from_secs(2));
@@ -183,12 +174,12 @@ fn calm_traffic_fires_nothing_and_shops_never_mix() {
         assert_eq!(v["shop"], "demo", "an alert for calm swicked: {v}");
         assert!(v["dedup_key"].as_str().unwrap().starts_with("demo:"), "{v}");
     }
-    let calm = status(&s, "swicked");
+    let calm = s.status("swicked");
     for r in calm["rules"].as_array().unwrap() {
         assert_eq!(r["state"], "inactive", "calm shop rule {r}");
     }
     assert_eq!(calm["counters"]["accepted_records"], 40, "swicked counts only its own requests: {calm}");
-    let hot = status(&s, "demo");
+    let hot = s.status("demo");
     assert_eq!(hot["counters"]["accepted_records"], 40, "{hot}");
     assert_eq!(rule(&hot, "http_5xx_rate")["state"], "firing");
 }
@@ -254,7 +245,7 @@ fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplic
     // The routing key is a secret: not in the webhook payload, nor in any log line.
     assert!(!hooks[0].body.contains("R0UTINGKEY"));
     assert!(!s.log_text().contains("R0UTINGKEY"));
-    let st = status(&s, "swicked");
+    let st = s.status("swicked");
     assert_eq!(st["outbox"]["backlog"], 0, "{}", st["outbox"]);
 }
 

@@ -5,30 +5,9 @@ mod support;
 
 use std::collections::HashSet;
 
+use lookout::core::record::FIELDS;
 use serde_json::{json, Value};
 use support::{Resp, Server};
-
-const FIELDS: [&str; 19] = [
-    "ts",
-    "request_id",
-    "shop",
-    "staff_id",
-    "staff_label",
-    "path",
-    "method",
-    "status",
-    "ms",
-    "d1_queries",
-    "d1_slowest",
-    "d1_n_plus_one",
-    "r2_ops",
-    "external_calls",
-    "cost_micros",
-    "error_class",
-    "error_msg",
-    "error_context",
-    "build_version",
-];
 
 /// Exactly one line for the response's id, with every field present and matching status.
 fn the_line(s: &Server, r: &Resp) -> Value {

@@ -213,6 +213,16 @@ impl Server {
         }
     }
 
+    /// The operator status of `shop`'s monitor (asserts 200).
+    pub fn status(&self, shop: &str) -> Value {
+        let r = self
+            .req("GET", &format!("/ops/shops/{shop}/status"))
+            .header("authorization", &format!("Bearer {OPS_TOKEN}"))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()
+    }
+
     pub fn req(&self, method: &str, path: &str) -> Req {
         Req { url: format!("{}{}", self.base(), path), method: method.to_string(), headers: vec![], body: None }
     }
