@@ -93,7 +93,7 @@ fn main() {
     let seeds = if smoke { 2 } else { 20 };
     let heavy = |r: &mut XorShift| r.heavy_tail_ms();
     // True p95 near the 200 ms threshold: lognormal median 80 ms, sigma 0.554.
-    let near = |r: &mut XorShift| r.lognormal(80.0, 0.554);
+    let near = |r: &mut XorShift| r.lognormal_ms(80.0, 0.554);
     let mut acc = vec![accuracy("heavy_tail", 1000, seeds, &heavy)];
     if !smoke {
         acc.push(accuracy("heavy_tail", 100, seeds, &heavy));

@@ -10,35 +10,7 @@ use lookout::core::record::{RequestRecord, SlowQuery};
 pub const T0: i64 = 1_778_400_000_000;
 pub const SHOP: &str = "swicked";
 
-/// xorshift64*: the same data on every run, no rand crate.
-pub struct XorShift(pub u64);
-
-impl XorShift {
-    pub fn next_f64(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Lognormal: median `median`, shape `sigma` (Box-Muller).
-    pub fn lognormal(&mut self, median: f64, sigma: f64) -> f64 {
-        let (u1, u2) = (self.next_f64(), self.next_f64());
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        median * (sigma * z).exp()
-    }
-
-    /// Request latency in ms: lognormal (median 40 ms, sigma 0.6) with a 2% tail spread
-    /// log-uniformly over 300-2000 ms.
-    pub fn heavy_tail_ms(&mut self) -> f64 {
-        if self.next_f64() < 0.02 {
-            300.0 * (2000.0f64 / 300.0).powf(self.next_f64())
-        } else {
-            self.lognormal(40.0, 0.6)
-        }
-    }
-}
+pub use lookout::core::testdata::XorShift;
 
 pub fn at(ms: i64) -> DateTime<Utc> {
     DateTime::<Utc>::from_timestamp_millis(ms).expect("in range")
@@ -56,7 +28,7 @@ pub fn record(rng: &mut XorShift, ts_ms: i64, seq: u64) -> RequestRecord {
     if !seq.is_multiple_of(4) {
         r.d1_slowest = Some(SlowQuery {
             sql: "SELECT t.id, t.status FROM tickets t WHERE t.id = ? AND t.shop = ?".into(),
-            ms: (rng.lognormal(4.0, 0.5) * 1000.0).round() / 1000.0,
+            ms: (rng.lognormal_ms(4.0, 0.5) * 1000.0).round() / 1000.0,
         });
     }
     r

@@ -15,3 +15,4 @@ pub mod redact;
 pub mod request_id;
 pub mod shop;
 pub mod stripe;
+pub mod testdata;

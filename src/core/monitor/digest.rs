@@ -219,25 +219,7 @@ pub fn quantile(d: &TDigest, q: f64) -> Option<f64> {
 pub(crate) mod tests {
     use super::*;
 
-    /// Deterministic xorshift64* generator: no rand crate, same data every run.
-    pub(crate) struct XorShift(pub u64);
-
-    impl XorShift {
-        pub fn next_f64(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        }
-
-        /// Lognormal latency: median `median_ms`, shape `sigma` (Box-Muller normal).
-        pub fn lognormal_ms(&mut self, median_ms: f64, sigma: f64) -> f64 {
-            let (u1, u2) = (self.next_f64(), self.next_f64());
-            let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            median_ms * (sigma * z).exp()
-        }
-    }
+    use crate::core::testdata::XorShift;
 
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         let rank = (q * sorted.len() as f64).ceil() as usize;

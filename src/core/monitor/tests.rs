@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::digest::tests::XorShift;
 use super::*;
 use crate::core::record::{RequestRecord, SlowQuery};
+use crate::core::testdata::XorShift;
 use AlertState::{Firing, Inactive, Pending, Resolved};
 use NotifyReason::{FirstFiring, RepeatInterval};
 
