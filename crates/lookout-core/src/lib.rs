@@ -1,0 +1,19 @@
+//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth, Stripe
+//! signatures, the monitor's ingest protocol, the monitor itself (windows, digests, rules,
+//! alerts, outbox), dependency instrumentation maths and cron watch maths. Nothing here
+//! imports `worker` or reads a clock: callers pass `now`.
+
+pub mod audit;
+pub mod auth;
+pub mod cron;
+pub mod deps;
+pub mod error;
+pub mod ingest;
+pub mod monitor;
+pub mod record;
+pub mod redact;
+pub mod request_id;
+pub mod shop;
+pub mod stripe;
+#[cfg(any(test, feature = "testdata"))]
+pub mod testdata;

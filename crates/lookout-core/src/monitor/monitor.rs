@@ -1,0 +1,462 @@
+//! The per-shop [`Monitor`]: ingest records, evaluate every rule at `now_ms`, decide and queue
+//! notifications, say when the edge should wake next, and snapshot/restore. The status view is
+//! in status.rs; storage and HTTP are the edge's (the Durable Object only stores and forwards).
+//!
+//! What is persisted and what can be lost: closed buckets (one row each, from
+//! [`Monitor::dirty_closed_buckets`]) and the [`MonitorSnapshot`] (alerts, outbox, recent
+//! changes, counters). The open bucket lives in memory only, so eviction loses at most the
+//! records of the current bucket (and of a closed one not yet written).
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::{Alert, AlertState, StateChange};
+use super::notify::{needs_update, record_decision, Notification, NotifyContext};
+use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
+use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
+use super::time::s_to_ms;
+use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RecentIds, RejectReason, Window};
+use crate::cron::CronAlertEvent;
+use crate::record::RequestRecord;
+
+/// Version of [`MonitorSnapshot`]'s layout.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+/// State changes kept for the status endpoint.
+pub const MAX_CHANGES: usize = 50;
+/// Build versions longer than this are cut.
+const MAX_BUILD_VERSION_CHARS: usize = 64;
+
+/// What a monitor runs with: the rules (from `ALERT_RULES`) and the configured channels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorConfig {
+    pub rules: RuleSet,
+    /// Channels each notification is queued for (those whose settings are present).
+    pub channels: Vec<Channel>,
+}
+
+impl MonitorConfig {
+    /// Rules from an `ALERT_RULES` string (blank: defaults) and the channels to deliver to.
+    pub fn from_alert_rules_json(json: &str, channels: Vec<Channel>) -> Result<Self, RulesConfigError> {
+        Ok(MonitorConfig { rules: RuleSet::from_alert_rules_json(json)?, channels })
+    }
+}
+
+/// Running totals, persisted with the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub accepted_records: u64,
+    pub rejected_too_old: u64,
+    pub rejected_future: u64,
+    pub rejected_other_shop: u64,
+    /// Latency samples that were NaN, infinite or negative (the request still counted).
+    pub unusable_latency_samples: u64,
+    pub evaluations: u64,
+    pub notifications_decided: u64,
+    /// `ingest` calls (one per batch the edge delivered): records per call shows how well
+    /// the edge coalesces. Absent from snapshots written before it existed.
+    #[serde(default)]
+    pub ingest_calls: u64,
+}
+
+impl Counters {
+    /// All rejected records.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_too_old + self.rejected_future + self.rejected_other_shop
+    }
+}
+
+/// What one `ingest` call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct IngestReport {
+    pub accepted: u32,
+    pub rejected_too_old: u32,
+    pub rejected_future: u32,
+    pub rejected_other_shop: u32,
+}
+
+/// What one `evaluate` call did. The notifications are already queued in the outbox (once
+/// per configured channel); they are returned for logging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// The instant evaluated (never earlier than the previous evaluation).
+    pub now_ms: i64,
+    pub changes: Vec<StateChange>,
+    pub notifications: Vec<Notification>,
+    /// Outbox ids queued by this evaluation.
+    pub enqueued: Vec<u64>,
+}
+
+/// Everything but the buckets, as one serializable value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSnapshot {
+    pub format: u32,
+    pub shop: String,
+    pub alerts: Vec<Alert>,
+    pub outbox: Outbox,
+    pub changes: Vec<StateChange>,
+    pub recent: RecentIds,
+    pub build_version: Option<String>,
+    pub build_version_ts_ms: Option<i64>,
+    pub last_eval_ms: Option<i64>,
+    pub ingested_since_eval: bool,
+    pub counters: Counters,
+}
+
+/// Why a snapshot cannot be restored (the edge then starts fresh with the buckets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreError {
+    /// Written by a layout this code does not read.
+    UnsupportedFormat { found: u32, supported: u32 },
+    /// The snapshot belongs to another shop.
+    ShopMismatch { expected: String, found: String },
+}
+
+impl std::fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::UnsupportedFormat { found, supported } => {
+                write!(f, "monitor snapshot format {found} is not supported (this build reads {supported})")
+            }
+            Self::ShopMismatch { expected, found } => {
+                write!(f, "monitor snapshot is for shop {found:?}, not {expected:?}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+/// What a successful restore skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreReport {
+    pub restored_buckets: usize,
+    /// `(start_ms, why)` of each stored bucket not restored; the edge may delete them.
+    pub skipped_buckets: Vec<(i64, BucketRestoreError)>,
+    /// Outbox entries dead-lettered because their channel is no longer configured.
+    pub dropped_deliveries: usize,
+}
+
+/// The per-shop monitor. See the module docs of `core::monitor` for the call sequence.
+#[derive(Debug, Clone)]
+pub struct Monitor {
+    pub(super) config: MonitorConfig,
+    pub(super) shop: String,
+    pub(super) window: Window,
+    /// One per rule, in `config.rules.rules` order.
+    pub(super) alerts: Vec<Alert>,
+    pub(super) outbox: Outbox,
+    pub(super) changes: VecDeque<StateChange>,
+    pub(super) recent: RecentIds,
+    pub(super) build_version: Option<(i64, String)>,
+    pub(super) last_eval_ms: Option<i64>,
+    pub(super) ingested_since_eval: bool,
+    pub(super) counters: Counters,
+    revision: u64,
+}
+
+impl Monitor {
+    /// A fresh monitor for `shop`.
+    pub fn new(config: MonitorConfig, shop: &str) -> Monitor {
+        let rules = &config.rules;
+        Monitor {
+            window: Window::new(rules.bucket_s, rules.ring_buckets()),
+            alerts: rules.rules.iter().map(|r| Alert::new(r.id)).collect(),
+            config,
+            shop: shop.to_string(),
+            outbox: Outbox::default(),
+            changes: VecDeque::new(),
+            recent: RecentIds::default(),
+            build_version: None,
+            last_eval_ms: None,
+            ingested_since_eval: false,
+            counters: Counters::default(),
+            revision: 0,
+        }
+    }
+
+    pub fn shop(&self) -> &str {
+        &self.shop
+    }
+
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    /// The alert of `rule`.
+    pub fn alert(&self, rule: RuleId) -> Option<&Alert> {
+        self.alerts.iter().find(|a| a.rule == rule)
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Bumped by every change to the snapshot state; persist the snapshot when it moved.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Count a batch of records as of `now_ms`. Records of another shop, older than the ring
+    /// or more than 60 s ahead are rejected and counted; the rest are in the window at once.
+    /// A record without a shop is taken as this shop's (the edge routed it here).
+    pub fn ingest(&mut self, records: &[RequestRecord], now_ms: i64) -> IngestReport {
+        // Prune only what the last evaluation saw leave: a bucket leaving a window later must
+        // still be there for `next_due_ms` to notice.
+        self.window.prune(self.last_eval_ms.map_or(now_ms, |t| t.min(now_ms)));
+        let slow = |id| self.config.rules.rule(id).map_or(f64::INFINITY, |r| r.threshold);
+        let (slow_request_ms, slow_d1_ms) = (slow(RuleId::RequestP95), slow(RuleId::D1P95));
+        let mut report = IngestReport::default();
+        for r in records {
+            match self.ingest_one(r, now_ms, slow_request_ms, slow_d1_ms) {
+                Ok(()) => report.accepted += 1,
+                Err(RejectReason::TooOld) => report.rejected_too_old += 1,
+                Err(RejectReason::TooFarInFuture) => report.rejected_future += 1,
+                Err(RejectReason::OtherShop) => report.rejected_other_shop += 1,
+            }
+        }
+        self.window.flush();
+        let c = &mut self.counters;
+        c.ingest_calls += 1;
+        c.accepted_records += u64::from(report.accepted);
+        c.rejected_too_old += u64::from(report.rejected_too_old);
+        c.rejected_future += u64::from(report.rejected_future);
+        c.rejected_other_shop += u64::from(report.rejected_other_shop);
+        if report.accepted > 0 {
+            self.ingested_since_eval = true;
+        }
+        if !records.is_empty() {
+            self.revision += 1;
+        }
+        report
+    }
+
+    fn ingest_one(
+        &mut self,
+        r: &RequestRecord,
+        now_ms: i64,
+        slow_request_ms: f64,
+        slow_d1_ms: f64,
+    ) -> Result<(), RejectReason> {
+        if r.shop.as_deref().is_some_and(|s| s != self.shop) {
+            return Err(RejectReason::OtherShop);
+        }
+        let unusable = self.window.add(r, now_ms)?;
+        self.counters.unusable_latency_samples += u64::from(unusable);
+        self.recent.note(r, slow_request_ms, slow_d1_ms);
+        let ts_ms = r.ts.timestamp_millis();
+        if self.build_version.as_ref().is_none_or(|(t, _)| ts_ms >= *t) && !r.build_version.is_empty() {
+            self.build_version = Some((ts_ms, r.build_version.chars().take(MAX_BUILD_VERSION_CHARS).collect()));
+        }
+        Ok(())
+    }
+
+    /// Evaluate every rule as of `now_ms`, step the alerts, decide notifications and queue them.
+    /// Idempotent: evaluating again at the same (or an earlier) instant changes nothing and
+    /// decides nothing twice; an earlier `now_ms` is treated as the last evaluated instant.
+    pub fn evaluate(&mut self, now_ms: i64) -> Evaluation {
+        let now_ms = self.last_eval_ms.map_or(now_ms, |t| now_ms.max(t));
+        self.window.prune(now_ms);
+        let mut changes = Vec::new();
+        for (rule, alert) in self.config.rules.rules.iter().zip(self.alerts.iter_mut()) {
+            let obs =
+                if rule.enabled { rule.observe(&self.window, now_ms) } else { Observation { value: None, samples: 0 } };
+            changes.extend(alert.step(rule, obs, now_ms));
+        }
+        for c in &changes {
+            if self.changes.len() >= MAX_CHANGES {
+                self.changes.pop_front();
+            }
+            self.changes.push_back(c.clone());
+        }
+        let notifications = self.decide(now_ms);
+        let mut enqueued = Vec::new();
+        for n in &notifications {
+            for &channel in &self.config.channels {
+                // A duplicate here means it was queued before: exactly what must not repeat.
+                enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
+            }
+        }
+        self.counters.evaluations += 1;
+        self.counters.notifications_decided += notifications.len() as u64;
+        self.last_eval_ms = Some(now_ms);
+        self.ingested_since_eval = false;
+        self.revision += 1;
+        Evaluation { now_ms, changes, notifications, enqueued }
+    }
+
+    /// Queue a cron/business alert event (decided by `core::cron`) for every configured
+    /// channel, like a rule's notification. Returns the outbox ids queued; an event already
+    /// queued or sent (same dedup key and event) is not queued again.
+    pub fn notify_event(&mut self, event: &CronAlertEvent, now_ms: i64) -> Vec<u64> {
+        let n = Notification::from_cron_event(
+            &self.shop,
+            self.build_version.as_ref().map(|(_, v)| v.as_str()),
+            event,
+            now_ms,
+        );
+        let mut enqueued = Vec::new();
+        for &channel in &self.config.channels {
+            enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
+        }
+        self.counters.notifications_decided += 1;
+        self.revision += 1;
+        enqueued
+    }
+
+    fn decide(&mut self, now_ms: i64) -> Vec<Notification> {
+        let repeat_s = self.config.rules.repeat_interval_s;
+        let mut out = Vec::new();
+        for (rule, alert) in self.config.rules.rules.iter().zip(self.alerts.iter_mut()) {
+            let Some(reason) = needs_update(alert, repeat_s, now_ms) else {
+                continue;
+            };
+            let event = record_decision(alert, reason, now_ms);
+            let ids = self.recent.for_rule(rule.id, now_ms.saturating_sub(s_to_ms(rule.window_s)));
+            let ctx = NotifyContext {
+                shop: &self.shop,
+                build_version: self.build_version.as_ref().map(|(_, v)| v.as_str()),
+                recent_request_ids: &ids,
+                now_ms,
+            };
+            out.push(Notification::build(alert, rule, reason, event, ctx));
+        }
+        out
+    }
+
+    /// When the edge should arm the alarm, or `None` when nothing can change by itself:
+    /// the earliest of an evaluation after new records (spaced by `eval_interval_s`), the end
+    /// of a pending sustain time or a resolve hold, a repeat notification, data leaving or
+    /// entering a rule window since the last evaluation, a bucket closing or closed and not yet
+    /// persisted, and the next outbox attempt. Never earlier than `now_ms`: a past due time
+    /// comes back as `now_ms` (act now).
+    pub fn next_due_ms(&self, now_ms: i64) -> Option<i64> {
+        let rules = &self.config.rules;
+        let mut due: Vec<i64> = Vec::new();
+        if self.ingested_since_eval {
+            due.push(self.last_eval_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.eval_interval_s))));
+        }
+        for (rule, alert) in rules.rules.iter().zip(&self.alerts) {
+            due.extend(alert.next_deadline_ms(rule));
+            if alert.state == AlertState::Firing {
+                due.push(alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s))));
+            }
+        }
+        // Window changes since the last evaluation count, not only those still ahead.
+        let windows: Vec<u32> = rules.rules.iter().filter(|r| r.enabled).map(|r| r.window_s).collect();
+        due.extend(self.window.next_change_ms(self.last_eval_ms.unwrap_or(now_ms), &windows));
+        if self.window.has_dirty_closed(now_ms) {
+            due.push(now_ms);
+        }
+        due.extend(self.window.next_unpersisted_close_ms(now_ms));
+        due.extend(self.outbox.next_attempt_at_ms());
+        due.into_iter().min().map(|t| t.max(now_ms))
+    }
+
+    /// Closed buckets not yet persisted (or changed by a late record since): write each one,
+    /// keyed by `start_ms` (upsert), then call [`mark_buckets_persisted`](Self::mark_buckets_persisted).
+    pub fn dirty_closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
+        self.window.dirty_closed(now_ms)
+    }
+
+    /// Record what the edge wrote (keys from [`BucketSnapshot::key`]).
+    pub fn mark_buckets_persisted(&mut self, keys: &[BucketKey]) {
+        self.window.mark_persisted(keys);
+    }
+
+    /// Stored buckets starting before this instant are outside the ring: delete them.
+    pub fn bucket_retention_start_ms(&self, now_ms: i64) -> i64 {
+        self.window.retention_start_ms(now_ms)
+    }
+
+    /// Outbox entries due at `now_ms`, leased to the caller (see outbox.rs).
+    pub fn claim_due_deliveries(&mut self, now_ms: i64) -> Vec<OutboxEntry> {
+        self.revision += 1;
+        self.outbox.claim_due(now_ms)
+    }
+
+    /// The delivery `id` was sent.
+    pub fn mark_delivery_sent(&mut self, id: u64) -> Result<(), MarkError> {
+        self.revision += 1;
+        self.outbox.mark_sent(id)
+    }
+
+    /// The delivery `id` failed at `now_ms` (the summary is scrubbed before it is kept).
+    pub fn mark_delivery_failed(
+        &mut self,
+        id: u64,
+        now_ms: i64,
+        error_summary: &str,
+    ) -> Result<FailOutcome, MarkError> {
+        self.revision += 1;
+        self.outbox.mark_failed(id, now_ms, error_summary)
+    }
+
+    /// The non-bucket state, for storage.
+    pub fn snapshot(&self) -> MonitorSnapshot {
+        MonitorSnapshot {
+            format: SNAPSHOT_FORMAT,
+            shop: self.shop.clone(),
+            alerts: self.alerts.clone(),
+            outbox: self.outbox.clone(),
+            changes: self.changes.iter().cloned().collect(),
+            recent: self.recent.clone(),
+            build_version: self.build_version.as_ref().map(|(_, v)| v.clone()),
+            build_version_ts_ms: self.build_version.as_ref().map(|(t, _)| *t),
+            last_eval_ms: self.last_eval_ms,
+            ingested_since_eval: self.ingested_since_eval,
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Rebuild a monitor from its stored snapshot (if any) and closed buckets as of `now_ms`.
+    /// Buckets that do not fit (other width, outside the ring, corrupt) are skipped and
+    /// reported; alerts are matched to rules by name, rules new to the snapshot start inactive.
+    pub fn restore(
+        config: MonitorConfig,
+        shop: &str,
+        snapshot: Option<MonitorSnapshot>,
+        buckets: &[BucketSnapshot],
+        now_ms: i64,
+    ) -> Result<(Monitor, RestoreReport), RestoreError> {
+        let mut m = Monitor::new(config, shop);
+        let mut report = RestoreReport::default();
+        if let Some(s) = snapshot {
+            report.dropped_deliveries = m.apply_snapshot(s, now_ms)?;
+        }
+        for b in buckets {
+            match m.window.restore(b, now_ms) {
+                Ok(()) => report.restored_buckets += 1,
+                Err(e) => report.skipped_buckets.push((b.start_ms, e)),
+            }
+        }
+        Ok((m, report))
+    }
+
+    fn apply_snapshot(&mut self, s: MonitorSnapshot, now_ms: i64) -> Result<usize, RestoreError> {
+        if s.format != SNAPSHOT_FORMAT {
+            return Err(RestoreError::UnsupportedFormat { found: s.format, supported: SNAPSHOT_FORMAT });
+        }
+        if s.shop != self.shop {
+            return Err(RestoreError::ShopMismatch { expected: self.shop.clone(), found: s.shop });
+        }
+        for alert in &mut self.alerts {
+            if let Some(saved) = s.alerts.iter().find(|a| a.rule == alert.rule) {
+                *alert = saved.clone();
+            }
+        }
+        self.outbox = s.outbox;
+        let dropped = self.outbox.drop_channels_except(&self.config.channels, now_ms);
+        self.changes = s.changes.into_iter().rev().take(MAX_CHANGES).rev().collect();
+        self.recent = s.recent;
+        self.build_version = s.build_version.map(|v| (s.build_version_ts_ms.unwrap_or(i64::MIN), v));
+        self.last_eval_ms = s.last_eval_ms;
+        self.ingested_since_eval = s.ingested_since_eval;
+        self.counters = s.counters;
+        Ok(dropped)
+    }
+}

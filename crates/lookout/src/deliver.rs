@@ -1,0 +1,82 @@
+//! Sending alert notifications: the generic JSON webhook (`ALERT_WEBHOOK_URL`), PagerDuty
+//! Events API v2 (`PAGERDUTY_ROUTING_KEY`, `PAGERDUTY_EVENTS_URL`), and email through the
+//! `ALERT_MAILER` send_email binding (`ALERT_EMAIL_FROM`, `ALERT_EMAIL_TO`; `ALERT_MAILER_BINDING`
+//! names another binding). Payloads are
+//! built by `core::monitor::notify`; this file only performs the calls, each with a timeout.
+
+use std::time::Duration;
+
+use worker::{Env, Headers, Method, Request, RequestInit};
+
+use crate::http::{fetch_with_timeout, FetchError};
+use crate::settings;
+use lookout_core::monitor::{email_message, pagerduty_payload, webhook_payload, Channel, OutboxEntry};
+
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// The `send_email` binding alert email goes through; the `ALERT_MAILER_BINDING` var names
+/// another (the object is built by the runtime, so its binding names are vars, not code).
+pub const DEFAULT_MAILER_BINDING: &str = "ALERT_MAILER";
+
+/// Channels whose settings are present.
+pub fn configured_channels(env: &Env) -> Vec<Channel> {
+    let mut c = Vec::new();
+    if settings::var(env, "ALERT_WEBHOOK_URL").is_some() {
+        c.push(Channel::Webhook);
+    }
+    if settings::var(env, "PAGERDUTY_ROUTING_KEY").is_some() {
+        c.push(Channel::PagerDuty);
+    }
+    if settings::var(env, "ALERT_EMAIL_TO").is_some() && settings::var(env, "ALERT_EMAIL_FROM").is_some() {
+        c.push(Channel::Email);
+    }
+    c
+}
+
+/// Send every entry; the outcome per outbox id (errors are short and hold no secrets).
+pub async fn send_all(env: &Env, entries: Vec<OutboxEntry>) -> Vec<(u64, Result<(), String>)> {
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let r = send_one(env, &e).await;
+        out.push((e.id, r));
+    }
+    out
+}
+
+async fn send_one(env: &Env, e: &OutboxEntry) -> Result<(), String> {
+    match e.key.channel {
+        Channel::Webhook => {
+            let url = settings::var(env, "ALERT_WEBHOOK_URL").ok_or("ALERT_WEBHOOK_URL is no longer set")?;
+            post_json(&url, &webhook_payload(&e.notification).to_string(), "webhook").await
+        }
+        Channel::PagerDuty => {
+            let key = settings::var(env, "PAGERDUTY_ROUTING_KEY").ok_or("PAGERDUTY_ROUTING_KEY is no longer set")?;
+            let url = settings::var(env, "PAGERDUTY_EVENTS_URL").unwrap_or_else(|| DEFAULT_PAGERDUTY_URL.into());
+            post_json(&url, &pagerduty_payload(&e.notification, &key).to_string(), "pagerduty").await
+        }
+        Channel::Email => {
+            let from = settings::var(env, "ALERT_EMAIL_FROM").ok_or("ALERT_EMAIL_FROM is no longer set")?;
+            let to = settings::var(env, "ALERT_EMAIL_TO").ok_or("ALERT_EMAIL_TO is no longer set")?;
+            let binding = settings::var(env, "ALERT_MAILER_BINDING").unwrap_or_else(|| DEFAULT_MAILER_BINDING.into());
+            let mailer = env.send_email(&binding).map_err(|_| format!("no {binding} send_email binding"))?;
+            let m = email_message(&e.notification);
+            let builder = worker::SendEmailBuilder::builder(&from, &to, &m.subject).text(&m.text).build();
+            mailer.send_with_builder(&builder).await.map(|_| ()).map_err(|e| format!("email send failed: {e:?}"))
+        }
+    }
+}
+
+/// POST a JSON body; 2xx is success. The URL is not echoed in errors (it may hold a token).
+async fn post_json(url: &str, body: &str, what: &str) -> Result<(), String> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json").map_err(|e| e.to_string())?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    let req = Request::new_with_init(url, &init).map_err(|_| format!("{what}: invalid URL"))?;
+    match fetch_with_timeout(req, SEND_TIMEOUT).await {
+        Ok(resp) if (200..300).contains(&resp.status_code()) => Ok(()),
+        Ok(resp) => Err(format!("{what} answered {}", resp.status_code())),
+        Err(FetchError::Network(e)) => Err(format!("{what} unreachable: {}", lookout_core::redact::scrub_text(&e))),
+        Err(FetchError::Timeout) => Err(format!("{what} timed out after {} s", SEND_TIMEOUT.as_secs())),
+    }
+}

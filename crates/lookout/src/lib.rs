@@ -1,0 +1,54 @@
+//! lookout: observability and edge alerting for a Cloudflare Worker (workers-rs 0.8).
+//!
+//! ```text
+//!  request ─► lookout::wrap(route) ─► your route (Db, Files, external::send are counted)
+//!               │ one JSON line per request (console.log), X-Request-Id
+//!               └─ctx.wait_until─► ShopMonitor Durable Object (one per shop)
+//!                                    └─ lookout_core: windows, digests, rules, alerts,
+//!                                       cron watchdog, outbox ─► webhook / PagerDuty / email
+//!  cron ─► lookout::cron::run(Jobs) ─► summary line + check-ins ─► ShopMonitor watchdog
+//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume)
+//! ```
+//!
+//! An adopting Worker (see README "Use lookout in your Worker" and `examples/minimal`):
+//!
+//! * declares one `const` [`Options`] (binding names, its error-context keys);
+//! * wraps its route function with [`wrap`] and mounts [`ops::serve`] under `/ops/`;
+//! * runs its crons with [`cron::run`] and a [`cron::Jobs`] registry;
+//! * re-exports [`ShopMonitor`] (the Durable Object class) and serves `js/entry.mjs`'s
+//!   `withLookout` as its module entry, which answers 500 with the request id when a panic
+//!   kills the wasm instance.
+//!
+//! Decisions live in `lookout_core` (pure, tested natively); this crate only talks to the
+//! Workers runtime. It compiles natively too (so adopters can `cargo test` their pure code), but only runs
+//! in a Worker.
+
+
+
+pub mod ai_guard;
+pub mod clock;
+pub mod cron;
+pub mod db;
+mod deliver;
+pub mod external;
+mod forward;
+mod http;
+mod inflight;
+mod instrument;
+pub mod ops;
+mod options;
+pub mod r2;
+pub mod settings;
+mod shop_monitor;
+
+#[cfg(feature = "bench-baseline")]
+pub use instrument::bare;
+pub use instrument::{wrap, AppResult, Failure, RequestCtx};
+pub use options::Options;
+pub use shop_monitor::ShopMonitor;
+
+/// External services and what a call cost (for [`external::send`]).
+pub use lookout_core::deps::{Cost, Service};
+/// The error type a route returns on purpose, and the values its context may hold.
+pub use lookout_core::error::AppError;
+pub use lookout_core::redact::ContextValue;

@@ -1,0 +1,276 @@
+//! End-to-end: the per-shop monitor in real workerd (Durable Object storage and alarms),
+//! with `ALERT_RULES` compressed to seconds (wrangler.toml [env.test]) and the alert webhook
+//! pointed at a local sink.
+
+use lookout_e2e as support;
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use support::{epoch_s, system_s, Opts, Server, Sink, OPS_TOKEN};
+
+/// The sustain time of http_5xx_rate and the p95 rules in the test environment.
+const FOR_S: f64 = 3.0;
+
+fn server_with_sink(sink: &Sink) -> Server {
+    Server::start_with(Opts::default().var("ALERT_WEBHOOK_URL", &sink.url("/hook")))
+}
+
+fn rule<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["rules"].as_array().unwrap().iter().find(|r| r["rule"] == name).unwrap_or_else(|| panic!("no rule {name}"))
+}
+
+fn event(r: &support::Received, rule: &str, event: &str) -> bool {
+    let v = r.json();
+    v["rule"] == rule && v["event"] == event
+}
+
+#[test]
+fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
+    let sink = Sink::start();
+    let s = server_with_sink(&sink);
+    let first_failure = system_s(SystemTime::now());
+    let mut ids = Vec::new();
+    // 5xx for longer than the sustain time: 8 requests/s for 4.5 s.
+    for _ in 0..36 {
+        let r = s.shop_req("swicked", "GET", "/__test/fault?status=503").send();
+        assert_eq!(r.status, 503);
+        ids.push(r.request_id.unwrap());
+        std::thread::sleep(Duration::from_millis(125));
+    }
+    let fired = sink.wait_for(Duration::from_secs(10), |r| event(r, "http_5xx_rate", "trigger")).expect("no firing");
+    let p = fired.json();
+    assert_eq!(p["shop"], "swicked");
+    assert_eq!(p["severity"], "critical");
+    assert_eq!(p["action"], "Worker logs, identify error class, deploy fix");
+    assert_eq!(p["dedup_key"], "swicked:http_5xx_rate:1");
+    assert!(p["value"].as_f64().unwrap() > 0.01, "{p}");
+    assert_eq!(p["threshold"], 0.01);
+    assert!(p["build_version"].as_str().unwrap().starts_with("0.1.0+"), "{p}");
+    let recent: Vec<&str> = p["recent_request_ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(!recent.is_empty() && recent.iter().all(|id| ids.iter().any(|x| x == id)), "{recent:?}");
+    // Pending started with the failures, fired exactly at the sustain time, and the webhook
+    // had it within 2 s of that moment.
+    let active_at = epoch_s(&p["active_at"]);
+    let sustain_reached = active_at + FOR_S;
+    assert!(
+        active_at >= first_failure - 1.0 && active_at <= first_failure + 2.0,
+        "active_at {active_at} vs first failure {first_failure}"
+    );
+    assert!(
+        (epoch_s(&p["since"]) - sustain_reached).abs() < 0.01,
+        "fired at {} not at sustain {sustain_reached}",
+        p["since"]
+    );
+    let delay = system_s(fired.at) - sustain_reached;
+    assert!((-0.05..2.0).contains(&delay), "webhook {delay:.3} s after the sustain time");
+    eprintln!("http_5xx_rate: webhook {:.0} ms after the sustain time", delay * 1000.0);
+
+    // Recovery: healthy traffic, then nothing; the alert resolves with one resolve event.
+    for _ in 0..20 {
+        assert_eq!(s.shop_req("swicked", "GET", "/health").send().status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resolved =
+        sink.wait_for(Duration::from_secs(15), |r| event(r, "http_5xx_rate", "resolve")).expect("no resolve");
+    assert_eq!(resolved.json()["dedup_key"], "swicked:http_5xx_rate:1");
+    let st = s.status("swicked");
+    let state = rule(&st, "http_5xx_rate")["state"].as_str().unwrap().to_string();
+    assert!(state == "resolved" || state == "inactive", "after recovery: {state}");
+    std::thread::sleep(Duration::from_secs(2));
+    let events: Vec<Value> =
+        sink.received().iter().map(|r| r.json()).filter(|v| v["rule"] == "http_5xx_rate").collect();
+    assert_eq!(events.len(), 2, "exactly one trigger and one resolve: {events:?}");
+}
+
+#[test]
+fn slow_responses_fire_request_p95() {
+    let sink = Sink::start();
+    let s = server_with_sink(&sink);
+    let t0 = system_s(SystemTime::now());
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                while system_s(SystemTime::now()) - t0 < 5.0 {
+                    assert_eq!(
+                        s.shop_req("swicked", "GET", "/__test/fault?status=200&delay_ms=300").send().status,
+                        200
+                    );
+                }
+            });
+        }
+    });
+    let fired = sink
+        .wait_for(Duration::from_secs(10), |r| event(r, "request_p95", "trigger"))
+        .expect("request_p95 did not fire");
+    let p = fired.json();
+    assert!(p["value"].as_f64().unwrap() >= 290.0, "p95 of 300 ms responses: {p}");
+    assert_eq!(p["threshold"], 200.0);
+    assert!(!p["recent_request_ids"].as_array().unwrap().is_empty());
+    let delay = system_s(fired.at) - (epoch_s(&p["active_at"]) + FOR_S);
+    assert!((-0.05..2.0).contains(&delay), "webhook {delay:.3} s after the sustain time");
+    assert!(sink.received().iter().all(|r| r.json()["rule"] == "request_p95"), "only the latency rule fires");
+}
+
+#[test]
+fn three_bad_stripe_signatures_fire() {
+    let sink = Sink::start();
+    let s = server_with_sink(&sink);
+    // A correctly signed webhook is accepted and does not count.
+    let body = r#"{"id":"evt_1","type":"charge.succeeded"}"#;
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let good = lookout_core::stripe::sign(support::STRIPE_SECRET, t, body.as_bytes());
+    let r = s
+        .shop_req("swicked", "POST", "/webhooks/stripe")
+        .header("stripe-signature", &format!("t={t},v1={good}"))
+        .body(body)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.body);
+    for i in 0..3 {
+        let r = s
+            .shop_req("swicked", "POST", "/webhooks/stripe")
+            .header("stripe-signature", &format!("t={t},v1={}", "ab".repeat(32)))
+            .body(body)
+            .send();
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json()["error"], "StripeSignatureInvalid");
+        if i < 2 {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(sink.received().is_empty(), "fired before the third failure");
+        }
+    }
+    let fired =
+        sink.wait_for(Duration::from_secs(5), |r| event(r, "stripe_signature_failures", "trigger")).expect("no firing");
+    assert_eq!(fired.json()["value"], 3.0);
+    assert_eq!(fired.json()["action"], "Possible secret rotation needed; check shop's Stripe config");
+    // No secret in the payload.
+    assert!(!fired.body.contains(support::STRIPE_SECRET));
+}
+
+#[test]
+fn calm_traffic_fires_nothing_and_shops_never_mix() {
+    let sink = Sink::start();
+    let s = server_with_sink(&sink);
+    // demo: a 5xx burst; swicked: calm traffic at the same time.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for _ in 0..40 {
+                assert_eq!(s.shop_req("demo", "GET", "/__test/fault?status=500").send().status, 500);
+                std::thread::sleep(Duration::from_millis(125));
+            }
+        });
+        scope.spawn(|| {
+            for _ in 0..40 {
+                assert_eq!(s.shop_req("swicked", "GET", "/api/tickets/2507").send().status, 200);
+                std::thread::sleep(Duration::from_millis(125));
+            }
+        });
+    });
+    let fired = sink.wait_for(Duration::from_secs(10), |r| event(r, "http_5xx_rate", "trigger")).expect("demo fired");
+    assert_eq!(fired.json()["shop"], "demo");
+    std::thread::sleep(Duration::from_secs(3));
+    for r in sink.received() {
+        let v = r.json();
+        assert_eq!(v["shop"], "demo", "an alert for calm swicked: {v}");
+        assert!(v["dedup_key"].as_str().unwrap().starts_with("demo:"), "{v}");
+    }
+    let calm = s.status("swicked");
+    for r in calm["rules"].as_array().unwrap() {
+        assert_eq!(r["state"], "inactive", "calm shop rule {r}");
+    }
+    assert_eq!(calm["counters"]["accepted_records"], 40, "swicked counts only its own requests: {calm}");
+    let hot = s.status("demo");
+    assert_eq!(hot["counters"]["accepted_records"], 40, "{hot}");
+    assert_eq!(rule(&hot, "http_5xx_rate")["state"], "firing");
+}
+
+#[test]
+fn status_endpoint_requires_the_operator_token() {
+    let s = Server::start();
+    let path = "/ops/shops/swicked/status";
+    let none = s.req("GET", path).send();
+    assert_eq!(none.status, 401);
+    assert!(none.request_id.is_some());
+    assert_eq!(s.req("GET", path).header("authorization", "Bearer wrong").send().status, 401);
+    assert_eq!(s.req("GET", path).header("authorization", OPS_TOKEN).send().status, 401);
+    let ok = s.req("GET", path).header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let v = ok.json();
+    assert_eq!(v["shop"], "swicked");
+    let names: Vec<&str> = v["rules"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
+    assert_eq!(names, ["http_5xx_rate", "request_p95", "d1_p95", "stripe_signature_failures"]);
+    assert!(rule(&v, "http_5xx_rate")["params"]["window_s"].is_number());
+    let unknown =
+        s.req("GET", "/ops/shops/nowhere/status").header("authorization", &format!("Bearer {OPS_TOKEN}")).send();
+    assert_eq!(unknown.status, 404);
+    // The monitor's ingest is not reachable from the public router.
+    let r = s.shop_req("swicked", "POST", "/ingest").body(r#"{"records":[]}"#).send();
+    assert_eq!(r.status, 404);
+    // A token is never logged.
+    assert!(!s.log_text().contains(OPS_TOKEN));
+}
+
+#[test]
+fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplicated() {
+    let hook = Sink::start();
+    // PagerDuty stand-in: the first two attempts fail with 500.
+    let pd = Sink::start_with(|n| if n < 2 { (500, "{}".into()) } else { (202, r#"{"status":"success"}"#.into()) });
+    let s = Server::start_with(
+        Opts::default()
+            .var("ALERT_WEBHOOK_URL", &hook.url("/hook"))
+            .var("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000000")
+            .var("PAGERDUTY_EVENTS_URL", &pd.url("/v2/enqueue")),
+    );
+    for _ in 0..3 {
+        let r =
+            s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
+        assert_eq!(r.status, 400);
+    }
+    let ok = pd.wait_for(Duration::from_secs(20), |r| r.body.contains("\"trigger\"") && pd.received().len() >= 3);
+    assert!(ok.is_some(), "PagerDuty never got the trigger: {:?}", pd.received());
+    std::thread::sleep(Duration::from_secs(3));
+    let attempts = pd.received();
+    assert_eq!(attempts.len(), 3, "two failures then one success, no more: {attempts:?}");
+    for a in &attempts {
+        let v = a.json();
+        assert_eq!(v["event_action"], "trigger");
+        assert_eq!(v["routing_key"], "R0UTINGKEY0000000000000000000000");
+        assert_eq!(v["dedup_key"], "swicked:stripe_signature_failures:1");
+        assert!(v["payload"]["summary"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+    // The webhook channel is independent: delivered once.
+    let hooks: Vec<_> =
+        hook.received().into_iter().filter(|r| r.json()["rule"] == "stripe_signature_failures").collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    // The routing key is a secret: not in the webhook payload, nor in any log line.
+    assert!(!hooks[0].body.contains("R0UTINGKEY"));
+    assert!(!s.log_text().contains("R0UTINGKEY"));
+    let st = s.status("swicked");
+    assert_eq!(st["outbox"]["backlog"], 0, "{}", st["outbox"]);
+}
+
+#[test]
+fn alerts_reach_email_through_the_send_email_binding() {
+    let s = Server::start_with(
+        Opts::default().var("ALERT_EMAIL_FROM", "alerts@lookout.test").var("ALERT_EMAIL_TO", "ops@lookout.test"),
+    );
+    for _ in 0..3 {
+        let r =
+            s.shop_req("swicked", "POST", "/webhooks/stripe").header("stripe-signature", "t=1,v1=00").body("{}").send();
+        assert_eq!(r.status, 400);
+    }
+    // wrangler dev prints each sent email's headers and where it wrote the text part.
+    let text_path = support::wait_for(Duration::from_secs(10), || {
+        let log = s.log_text();
+        let at = log.find("Subject: [lookout]")?;
+        let rest = &log[at..];
+        let path = rest.lines().find_map(|l| l.trim().strip_prefix("Text: "))?;
+        Some((rest.lines().next().unwrap().to_string(), path.trim().to_string()))
+    });
+    let (subject, path) = text_path.expect("no alert email was sent");
+    assert!(subject.contains("swicked") && subject.contains("stripe_signature_failures"), "{subject}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("Possible secret rotation needed"), "the action is in the email: {text}");
+    assert!(text.contains("swicked:stripe_signature_failures:1"), "the dedup key is in the email: {text}");
+    assert!(!text.contains(support::STRIPE_SECRET));
+}
