@@ -3,25 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// How urgently a human must act.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Page now: the job the business depends on did not run.
-    Critical,
-    /// Act today: integrity or money at stake.
-    High,
-    /// Act this week.
-    Warning,
-}
-
-/// Whether an event opens or closes an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AlertState {
-    Firing,
-    Resolved,
-}
+use crate::alerting::{AlertState, Severity, Unit};
 
 /// One rule: its name (the `rule` of its events), severity and the action from the design.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +73,12 @@ pub struct CronAlertEvent {
     pub rule: String,
     /// The watched cron the event is about (`None` for shop-wide rules such as costs).
     pub cron: Option<String>,
+    /// `Firing` or `Resolved` only: an event is a transition (see `core::alerting`).
     pub state: AlertState,
     pub value: f64,
     pub threshold: f64,
-    /// `"s"`, `"micro_usd"` or `"bool"`.
-    pub unit: String,
+    /// Seconds, micro-dollars or bool (cron, cost and audit rules).
+    pub unit: Unit,
     pub summary: String,
     pub action: String,
     pub severity: Severity,
@@ -114,12 +97,13 @@ impl CronAlertEvent {
         state: AlertState,
         value: f64,
         threshold: f64,
-        unit: &str,
+        unit: Unit,
         summary: String,
         since_ms: i64,
         at_ms: i64,
         run_id: Option<&str>,
     ) -> Self {
+        debug_assert!(matches!(state, AlertState::Firing | AlertState::Resolved), "an event is a transition");
         let r = rule(rule_name);
         CronAlertEvent {
             rule: r.name.to_string(),
@@ -127,7 +111,7 @@ impl CronAlertEvent {
             state,
             value,
             threshold,
-            unit: unit.to_string(),
+            unit,
             summary,
             action: r.action.to_string(),
             severity: r.severity,
@@ -180,7 +164,7 @@ mod tests {
             AlertState::Firing,
             1800.0,
             1800.0,
-            "s",
+            Unit::Seconds,
             "x".into(),
             1,
             2,

@@ -14,8 +14,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::alert::{AlertState, CronAlertEvent, OpenAlert, AUDIT_CHAIN_BROKEN};
+use super::alert::{CronAlertEvent, OpenAlert, AUDIT_CHAIN_BROKEN};
 use super::record::Results;
+use crate::alerting::{AlertState, Unit};
 
 /// `prev_hash` of the first row.
 pub const GENESIS_PREV_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -280,7 +281,7 @@ impl AuditChainWatch {
                     AlertState::Resolved,
                     1.0,
                     a.threshold,
-                    "bool",
+                    Unit::Bool,
                     summary,
                     a.since_ms,
                     now_ms,
@@ -312,7 +313,7 @@ impl AuditChainWatch {
                 AlertState::Firing,
                 0.0,
                 1.0,
-                "bool",
+                Unit::Bool,
                 summary,
                 now_ms,
                 now_ms,
@@ -481,7 +482,7 @@ pub(crate) mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!((e[0].rule.as_str(), e[0].state), ("audit_chain_broken", AlertState::Firing));
         assert_eq!(e[0].action, "Investigate immediately; don't deploy until resolved");
-        assert_eq!(e[0].severity, super::super::Severity::High);
+        assert_eq!(e[0].severity, crate::alerting::Severity::High);
         assert!(e[0].summary.contains("row 4"));
         // Still broken the next day: no second notification.
         assert!(w.observe(false, 10, Some(4), None, 200).is_empty());

@@ -11,8 +11,9 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use super::alert::{AlertState, CronAlertEvent, OpenAlert, AI_COST_PROJECTION, TWILIO_COST_PROJECTION};
+use super::alert::{CronAlertEvent, OpenAlert, AI_COST_PROJECTION, TWILIO_COST_PROJECTION};
 use super::{MIN_PROJECTION_ELAPSED_MS, TWILIO_CLEAR_PERCENT, TWILIO_FIRE_PERCENT};
+use crate::alerting::{AlertState, Unit};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -144,7 +145,7 @@ impl TwilioCostWatch {
                         AlertState::Resolved,
                         p.projected_micros as f64,
                         a.threshold,
-                        "micro_usd",
+                        Unit::MicroUsd,
                         summary(b),
                         a.since_ms,
                         now_ms,
@@ -163,7 +164,7 @@ impl TwilioCostWatch {
                         AlertState::Resolved,
                         p.projected_micros as f64,
                         a.threshold,
-                        "micro_usd",
+                        Unit::MicroUsd,
                         "Twilio weekly budget removed".to_string(),
                         a.since_ms,
                         now_ms,
@@ -186,7 +187,7 @@ impl TwilioCostWatch {
                     AlertState::Firing,
                     a.value,
                     threshold,
-                    "micro_usd",
+                    Unit::MicroUsd,
                     summary(b),
                     now_ms,
                     now_ms,
@@ -273,7 +274,7 @@ impl AiGuard {
             AlertState::Resolved,
             p.projected_micros as f64,
             p.cap_micros as f64,
-            "micro_usd",
+            Unit::MicroUsd,
             summary,
             p.since_ms,
             now_ms,
@@ -351,7 +352,7 @@ impl AiGuard {
                             AlertState::Firing,
                             p.projected_micros as f64,
                             cap as f64,
-                            "micro_usd",
+                            Unit::MicroUsd,
                             summary,
                             now_ms,
                             now_ms,

@@ -28,7 +28,7 @@ pub mod spend;
 pub mod watch;
 pub mod watchdog;
 
-pub use alert::{rule, AlertState, CronAlertEvent, CronRule, Severity, CRON_RULES};
+pub use alert::{rule, CronAlertEvent, CronRule, CRON_RULES};
 pub use chain::{
     canonical_content, canonical_json, chain_hash, chain_input, chain_inputs, seal_row, verify_chain,
     verify_chain_anchored, verify_chain_with_digests, AuditChainWatch, AuditRow, ChainAnchor, ChainBreak, ChainVerdict,

@@ -27,10 +27,11 @@
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
-use super::alert::{AlertState, CronAlertEvent, OpenAlert, CRON_MISSED, CRON_STUCK};
+use super::alert::{CronAlertEvent, OpenAlert, CRON_MISSED, CRON_STUCK};
 use super::record::{run_id_for_slot, CheckInKind, CronCheckIn, Results};
 use super::watch::{WatchEntry, WatchList};
 use super::{LAG_RECHECK_MS, LAG_TOLERANCE_MS, MAX_SLOTS_PER_EVAL};
+use crate::alerting::{AlertState, Unit};
 
 /// Slots kept per cron (history for the status view).
 const MAX_SLOT_HISTORY: usize = 64;
@@ -337,7 +338,7 @@ impl CronTrack {
             state,
             a.value,
             a.threshold,
-            "s",
+            Unit::Seconds,
             summary,
             a.since_ms,
             now_ms,
@@ -562,7 +563,7 @@ impl Watchdog {
                                 AlertState::Resolved,
                                 a.value,
                                 a.threshold,
-                                "s",
+                                Unit::Seconds,
                                 summary,
                                 a.since_ms,
                                 now_ms,

@@ -24,16 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules::{Observation, Rule, RuleId, Verdict};
 use super::time::s_to_ms;
-
-/// Where an alert is in its life cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertState {
-    Inactive,
-    Pending,
-    Firing,
-    Resolved,
-}
+use crate::alerting::AlertState;
 
 /// One rule's alert: its state and the timestamps the decisions are made from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,28 +8,10 @@
 //! rules). `since_ms` is when the incident began and is the same on its resolve event, so
 //! trigger and resolve share the key and a later incident gets a new one.
 
-use super::alert::AlertState;
 use super::notify::{EventKind, Notification, NotifyReason};
-use super::rules::{Severity, Unit};
 use super::time::rfc3339_ms;
+use crate::alerting::AlertState;
 use crate::cron::{self, CronAlertEvent};
-
-fn severity(s: cron::Severity) -> Severity {
-    match s {
-        cron::Severity::Critical => Severity::Critical,
-        cron::Severity::High => Severity::High,
-        cron::Severity::Warning => Severity::Warning,
-    }
-}
-
-fn unit(u: &str) -> Unit {
-    match u {
-        "s" => Unit::Seconds,
-        "micro_usd" => Unit::MicroUsd,
-        "bool" => Unit::Bool,
-        _ => Unit::Count,
-    }
-}
 
 /// The dedup key of a cron/business incident (see the module doc).
 pub fn cron_dedup_key(shop: &str, ev: &CronAlertEvent) -> String {
@@ -42,7 +24,7 @@ pub fn cron_dedup_key(shop: &str, ev: &CronAlertEvent) -> String {
 impl Notification {
     /// The notification of one cron/business alert transition, decided at `now_ms`.
     pub fn from_cron_event(shop: &str, build_version: Option<&str>, ev: &CronAlertEvent, now_ms: i64) -> Notification {
-        let resolved = ev.state == cron::AlertState::Resolved;
+        let resolved = ev.state == AlertState::Resolved;
         let (reason, event, state) = if resolved {
             (NotifyReason::Resolved, EventKind::Resolve, AlertState::Resolved)
         } else {
@@ -59,12 +41,12 @@ impl Notification {
             event,
             shop: shop.to_string(),
             rule: ev.rule.clone(),
-            severity: severity(ev.severity),
+            severity: ev.severity,
             state,
             value: Some(ev.value),
             threshold: ev.threshold,
             clear_threshold: ev.threshold,
-            unit: unit(&ev.unit),
+            unit: ev.unit,
             window_s: 0,
             since: rfc3339_ms(ev.since_ms),
             active_at: Some(rfc3339_ms(ev.since_ms)),

@@ -41,7 +41,7 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-pub use alert::{Alert, AlertState, StateChange};
+pub use alert::{Alert, StateChange};
 pub use digest::{DigestSnapshot, DigestSnapshotError};
 pub use external::cron_dedup_key;
 pub use monitor::{
@@ -51,6 +51,6 @@ pub use notify::{
     email_message, pagerduty_payload, webhook_payload, EmailMessage, EventKind, Notification, NotifyReason,
 };
 pub use outbox::{Channel, DeliveryKey, EnqueueError, FailOutcome, MarkError, OutboxEntry, RetryPolicy};
-pub use rules::{Rule, RuleId, RuleSet, RulesConfigError, Severity, Unit, DEFAULT_RULES};
+pub use rules::{Rule, RuleId, RuleSet, RulesConfigError, DEFAULT_RULES};
 pub use status::Status;
 pub use window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason};

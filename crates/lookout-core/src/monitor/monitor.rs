@@ -11,12 +11,13 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::alert::{Alert, AlertState, StateChange};
+use super::alert::{Alert, StateChange};
 use super::notify::{needs_update, record_decision, Notification, NotifyContext};
 use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
 use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
 use super::time::s_to_ms;
 use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RecentIds, RejectReason, Window};
+use crate::alerting::AlertState;
 use crate::cron::CronAlertEvent;
 use crate::record::RequestRecord;
 

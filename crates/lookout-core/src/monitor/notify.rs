@@ -10,9 +10,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::alert::{Alert, AlertState};
-use super::rules::{Rule, Severity, Unit};
+use super::alert::Alert;
+use super::rules::Rule;
 use super::time::{rfc3339_ms, rfc3339_opt, s_to_ms};
+use crate::alerting::{AlertState, Severity, Unit};
 
 /// Why a notification goes out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

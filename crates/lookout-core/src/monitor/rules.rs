@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use super::digest::quantile;
 use super::window::{Series, Window};
+use crate::alerting::{Severity, Unit};
 
 /// Default bucket width of the window ring.
 pub const DEFAULT_BUCKET_S: u32 = 10;
@@ -52,49 +53,6 @@ pub enum RuleId {
     D1P95,
     #[serde(rename = "stripe_signature_failures")]
     StripeSignatureFailures,
-}
-
-/// How loudly a rule pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Page now.
-    Critical,
-    /// Act today (the cron and business alerts use it: audit chain, AI spend, stuck cron).
-    High,
-    /// Act this week.
-    Warning,
-}
-
-impl Severity {
-    /// The PagerDuty Events API v2 severity (`critical`, `error`, `warning`, `info`).
-    pub fn pagerduty(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::High => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
-
-/// What a rule's value measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Unit {
-    /// A fraction in 0..=1 (5xx / requests).
-    Ratio,
-    /// Milliseconds.
-    Ms,
-    /// A number of events.
-    Count,
-    /// Seconds (cron alerts: time since the slot, grace, runtime).
-    #[serde(rename = "s")]
-    Seconds,
-    /// Micro-dollars (cost alerts).
-    #[serde(rename = "micro_usd")]
-    MicroUsd,
-    /// 1 = true, 0 = false (audit chain verified).
-    Bool,
 }
 
 impl RuleId {
@@ -159,23 +117,6 @@ impl RuleId {
 impl std::fmt::Display for RuleId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl Unit {
-    /// A value for humans: `3.20%`, `212.4 ms`, `3`.
-    pub fn format(self, value: f64) -> String {
-        match self {
-            Unit::Ratio => format!("{:.2}%", value * 100.0),
-            Unit::Ms => format!("{value:.1} ms"),
-            Unit::Count => format!("{value:.0}"),
-            Unit::Seconds => format!("{value:.0} s"),
-            Unit::MicroUsd => {
-                let cents = (value.max(0.0) / 10_000.0).round() as u64;
-                format!("${}.{:02}", cents / 100, cents % 100)
-            }
-            Unit::Bool => (if value != 0.0 { "true" } else { "false" }).to_string(),
-        }
     }
 }
 

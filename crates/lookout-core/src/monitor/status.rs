@@ -5,14 +5,14 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::alert::AlertState;
 use super::digest::quantile;
 use super::monitor::{Counters, Monitor};
 use super::notify::EventKind;
 use super::outbox::Channel;
-use super::rules::{RuleId, Severity};
+use super::rules::RuleId;
 use super::time::{rfc3339_ms, rfc3339_opt};
 use super::window::Series;
+use crate::alerting::{AlertState, Severity};
 
 /// The whole status document.
 #[derive(Debug, Clone, PartialEq, Serialize)]

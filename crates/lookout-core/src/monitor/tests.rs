@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 
 use super::*;
+use crate::alerting::AlertState;
 use crate::record::{RequestRecord, SlowQuery};
 use crate::testdata::XorShift;
 use AlertState::{Firing, Inactive, Pending, Resolved};
