@@ -1,6 +1,6 @@
 //! The window ring: fixed time buckets (requests, 5xx, Stripe signature failures and two
 //! latency digests each), window queries as of `now_ms`, the closed-bucket snapshots the edge
-//! persists, and the few recent request ids per incident kind. No thresholds here (rules.rs)
+//! persists, and the few recent request ids per incident kind. No thresholds here (rules/)
 //! and no storage I/O (the edge).
 //!
 //! Bucket `i` covers `[i * bucket_ms, (i + 1) * bucket_ms)`. The bucket holding `now_ms` is

@@ -1,6 +1,6 @@
-//! The rule table: the four alert rules and the global timing settings, all defaults in one
-//! place with units in the names, the `ALERT_RULES` JSON override with one error per broken
-//! rule, and what each rule measures over a window. Alert states live in `alert.rs`.
+//! `ALERT_RULES`: the JSON override of the rule table's defaults, with one precise error per
+//! broken rule or field, the validation of a [`RuleSet`], and each rule's effective parameters
+//! under their `ALERT_RULES` names (for the status endpoint).
 //!
 //! `ALERT_RULES` is a JSON object; every key is optional and overrides one default:
 //!
@@ -20,214 +20,10 @@
 //! hysteresis: the clear threshold becomes the same fraction of the new threshold (50% for
 //! the 5xx rate, 90% for latencies, 100% for counts).
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::digest::quantile;
-use super::window::{Series, Window};
+use super::table::{default_rule, Rule, RuleId, RuleSet, MAX_BUCKET_S, MAX_THRESHOLD_MS, MAX_WINDOW_BUCKETS};
 use crate::alerting::{Severity, Unit};
-
-/// Default bucket width of the window ring.
-pub const DEFAULT_BUCKET_S: u32 = 10;
-/// Default minimum spacing of evaluations triggered by new records.
-pub const DEFAULT_EVAL_INTERVAL_S: u32 = 1;
-/// Default re-notification interval while an alert keeps firing (Alertmanager's 4 h).
-pub const DEFAULT_REPEAT_INTERVAL_S: u32 = 4 * 3600;
-/// Longest window, in buckets, that a rule may ask the ring to hold.
-pub const MAX_WINDOW_BUCKETS: u32 = 8640;
-/// Largest bucket width and evaluation interval accepted.
-pub const MAX_BUCKET_S: u32 = 3600;
-/// Largest latency threshold accepted (one hour).
-pub const MAX_THRESHOLD_MS: f64 = 3_600_000.0;
-/// `error_class` of a request whose Stripe webhook signature did not verify.
-pub const STRIPE_SIGNATURE_ERROR_CLASS: &str = "StripeSignatureInvalid";
-
-/// The rules the monitor knows. Names are the `ALERT_RULES` keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum RuleId {
-    #[serde(rename = "http_5xx_rate")]
-    Http5xxRate,
-    #[serde(rename = "request_p95")]
-    RequestP95,
-    #[serde(rename = "d1_p95")]
-    D1P95,
-    #[serde(rename = "stripe_signature_failures")]
-    StripeSignatureFailures,
-}
-
-impl RuleId {
-    /// Every rule, in table order.
-    pub const ALL: [RuleId; 4] =
-        [RuleId::Http5xxRate, RuleId::RequestP95, RuleId::D1P95, RuleId::StripeSignatureFailures];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RuleId::Http5xxRate => "http_5xx_rate",
-            RuleId::RequestP95 => "request_p95",
-            RuleId::D1P95 => "d1_p95",
-            RuleId::StripeSignatureFailures => "stripe_signature_failures",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<RuleId> {
-        RuleId::ALL.into_iter().find(|r| r.name() == name)
-    }
-
-    pub fn unit(self) -> Unit {
-        match self {
-            RuleId::Http5xxRate => Unit::Ratio,
-            RuleId::RequestP95 | RuleId::D1P95 => Unit::Ms,
-            RuleId::StripeSignatureFailures => Unit::Count,
-        }
-    }
-
-    /// `ALERT_RULES` field of the fire threshold.
-    pub fn threshold_field(self) -> &'static str {
-        match self {
-            RuleId::Http5xxRate => "threshold_ratio",
-            RuleId::RequestP95 | RuleId::D1P95 => "threshold_ms",
-            RuleId::StripeSignatureFailures => "threshold_count",
-        }
-    }
-
-    /// `ALERT_RULES` field of the clear threshold.
-    pub fn clear_field(self) -> &'static str {
-        match self {
-            RuleId::Http5xxRate => "clear_ratio",
-            RuleId::RequestP95 | RuleId::D1P95 => "clear_ms",
-            RuleId::StripeSignatureFailures => "clear_count",
-        }
-    }
-
-    /// `ALERT_RULES` field of the minimum-sample floor, if the rule has one.
-    pub fn floor_field(self) -> Option<&'static str> {
-        match self {
-            RuleId::Http5xxRate => Some("min_requests"),
-            RuleId::RequestP95 | RuleId::D1P95 => Some("min_samples"),
-            RuleId::StripeSignatureFailures => None,
-        }
-    }
-
-    /// Counts fire at `>= threshold` ("3 or more"); ratios and latencies at `> threshold`.
-    pub fn fires_at_equal(self) -> bool {
-        self.unit() == Unit::Count
-    }
-}
-
-impl std::fmt::Display for RuleId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// One rule with its effective parameters.
-///
-/// * fires when the value breaches `threshold` continuously for `for_s` (pending meanwhile);
-/// * once firing, resolves when the value stays below `clear_threshold` (or there is no
-///   data) for `keep_firing_for_s`; values between the two thresholds keep it firing;
-/// * `min_samples` is the floor: with fewer samples in the window the rule has no data.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rule {
-    pub id: RuleId,
-    pub enabled: bool,
-    pub window_s: u32,
-    pub for_s: u32,
-    pub keep_firing_for_s: u32,
-    pub threshold: f64,
-    pub clear_threshold: f64,
-    pub min_samples: u64,
-    pub severity: Severity,
-    pub description: &'static str,
-    /// What the operator does (the design's alert table).
-    pub action: &'static str,
-}
-
-/// The default rule table (design: "What we alert on").
-///
-/// | rule | fires | window | for | clear | hold | floor | severity |
-/// |---|---|---|---|---|---|---|---|
-/// | `http_5xx_rate` | 5xx/requests > 1% | 300 s | 300 s | < 0.5% | 60 s | 20 requests | critical |
-/// | `request_p95` | p95 > 200 ms | 600 s | 600 s | < 180 ms | 120 s | 50 samples | warning |
-/// | `d1_p95` | p95 of slowest D1 query > 200 ms | 600 s | 600 s | < 180 ms | 120 s | 50 samples | warning |
-/// | `stripe_signature_failures` | >= 3 in the window | 3600 s | 0 s | < 3 | 0 s | none | warning |
-pub const DEFAULT_RULES: [Rule; 4] = [
-    Rule {
-        id: RuleId::Http5xxRate,
-        enabled: true,
-        window_s: 300,
-        for_s: 300,
-        keep_firing_for_s: 60,
-        threshold: 0.01,
-        clear_threshold: 0.005,
-        min_samples: 20,
-        severity: Severity::Critical,
-        description: "More than 1% of requests answered 5xx, sustained",
-        action: "Worker logs, identify error class, deploy fix",
-    },
-    Rule {
-        id: RuleId::RequestP95,
-        enabled: true,
-        window_s: 600,
-        for_s: 600,
-        keep_firing_for_s: 120,
-        threshold: 200.0,
-        clear_threshold: 180.0,
-        min_samples: 50,
-        severity: Severity::Warning,
-        description: "Request latency p95 above 200 ms, sustained",
-        action: "Worker logs: find the slow paths (D1 queries, external calls); D1 status page",
-    },
-    Rule {
-        id: RuleId::D1P95,
-        enabled: true,
-        window_s: 600,
-        for_s: 600,
-        keep_firing_for_s: 120,
-        threshold: 200.0,
-        clear_threshold: 180.0,
-        min_samples: 50,
-        severity: Severity::Warning,
-        description: "D1 latency p95 (slowest query per request) above 200 ms, sustained",
-        action: "D1 status page, possibly index missing",
-    },
-    Rule {
-        id: RuleId::StripeSignatureFailures,
-        enabled: true,
-        window_s: 3600,
-        for_s: 0,
-        keep_firing_for_s: 0,
-        threshold: 3.0,
-        clear_threshold: 3.0,
-        min_samples: 0,
-        severity: Severity::Warning,
-        description: "3 or more Stripe webhook signature failures in an hour",
-        action: "Possible secret rotation needed; check shop's Stripe config",
-    },
-];
-
-/// The whole alerting configuration: global timing plus every rule (disabled ones included).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RuleSet {
-    /// Width of one window bucket.
-    pub bucket_s: u32,
-    /// Minimum spacing of evaluations that new records trigger.
-    pub eval_interval_s: u32,
-    /// Re-notify a still-firing alert after this long.
-    pub repeat_interval_s: u32,
-    /// One entry per [`RuleId`], in [`RuleId::ALL`] order.
-    pub rules: Vec<Rule>,
-}
-
-impl Default for RuleSet {
-    fn default() -> Self {
-        RuleSet {
-            bucket_s: DEFAULT_BUCKET_S,
-            eval_interval_s: DEFAULT_EVAL_INTERVAL_S,
-            repeat_interval_s: DEFAULT_REPEAT_INTERVAL_S,
-            rules: DEFAULT_RULES.to_vec(),
-        }
-    }
-}
 
 /// Why `ALERT_RULES` (or a hand-built [`RuleSet`]) was refused. `field` is the dotted path,
 /// e.g. `http_5xx_rate.window_s` or `bucket_s`.
@@ -322,17 +118,6 @@ impl RuleSet {
         self.rules.iter().position(|r| r.id == id)
     }
 
-    /// The rule `id` (every set built here holds all four).
-    pub fn rule(&self, id: RuleId) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
-    }
-
-    /// Buckets the ring must hold: the longest window of any rule.
-    pub fn ring_buckets(&self) -> u32 {
-        let bucket_s = self.bucket_s.max(1);
-        self.rules.iter().map(|r| r.window_s / bucket_s).max().unwrap_or(1).max(1)
-    }
-
     /// Check a set (the parser calls this; call it on a hand-built set too).
     pub fn validate(&self) -> Result<(), RulesConfigError> {
         positive_at_most(self.bucket_s, "bucket_s", MAX_BUCKET_S)?;
@@ -402,16 +187,6 @@ fn validate_thresholds(r: &Rule) -> Result<(), RulesConfigError> {
         });
     }
     Ok(())
-}
-
-/// The default of rule `id`.
-pub fn default_rule(id: RuleId) -> &'static Rule {
-    match id {
-        RuleId::Http5xxRate => &DEFAULT_RULES[0],
-        RuleId::RequestP95 => &DEFAULT_RULES[1],
-        RuleId::D1P95 => &DEFAULT_RULES[2],
-        RuleId::StripeSignatureFailures => &DEFAULT_RULES[3],
-    }
 }
 
 fn apply_overrides(rule: &mut Rule, obj: &Map<String, Value>) -> Result<(), RulesConfigError> {
@@ -491,67 +266,7 @@ fn read_severity(v: &Value, path: &str) -> Result<Severity, RulesConfigError> {
     }
 }
 
-/// What a rule measured over its window at one evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
-    /// The measured value; `None` when the window holds no sample at all.
-    pub value: Option<f64>,
-    /// Samples behind the value (requests, latency samples, or events).
-    pub samples: u64,
-}
-
-/// How an observation compares with the rule's thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Above the fire threshold (at or above for counts).
-    Breach,
-    /// Between the clear and fire thresholds: keeps a firing alert firing.
-    Band,
-    /// Below the clear threshold.
-    Clear,
-    /// Fewer samples than the floor (or none): not enough to judge.
-    NoData,
-}
-
 impl Rule {
-    /// Measure this rule over its window as of `now_ms`.
-    pub fn observe(&self, window: &Window, now_ms: i64) -> Observation {
-        let totals = window.totals(self.window_s, now_ms);
-        match self.id {
-            RuleId::Http5xxRate => Observation {
-                value: (totals.requests > 0).then(|| totals.errors_5xx as f64 / totals.requests as f64),
-                samples: totals.requests,
-            },
-            RuleId::RequestP95 => self.p95(window, Series::Request, now_ms),
-            RuleId::D1P95 => self.p95(window, Series::D1, now_ms),
-            RuleId::StripeSignatureFailures => Observation {
-                value: Some(totals.stripe_signature_failures as f64),
-                samples: totals.stripe_signature_failures,
-            },
-        }
-    }
-
-    fn p95(&self, window: &Window, series: Series, now_ms: i64) -> Observation {
-        let merged = window.merged(series, self.window_s, now_ms);
-        Observation { value: quantile(&merged, 0.95), samples: merged.count() as u64 }
-    }
-
-    /// Compare an observation with the thresholds (the floor first).
-    pub fn verdict(&self, obs: &Observation) -> Verdict {
-        let value = match obs.value {
-            Some(v) if obs.samples >= self.min_samples => v,
-            _ => return Verdict::NoData,
-        };
-        let breach = if self.id.fires_at_equal() { value >= self.threshold } else { value > self.threshold };
-        if breach {
-            Verdict::Breach
-        } else if value < self.clear_threshold {
-            Verdict::Clear
-        } else {
-            Verdict::Band
-        }
-    }
-
     /// The effective parameters under their `ALERT_RULES` names (for the status endpoint).
     pub fn params(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -580,6 +295,7 @@ fn number(id: RuleId, v: f64) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::rules::DEFAULT_RULES;
     use RulesConfigError as E;
 
     fn parse(json: &str) -> Result<RuleSet, RulesConfigError> {
@@ -705,26 +421,6 @@ mod tests {
         assert_eq!(e.to_string(), "ALERT_RULES http_5xx_rate.window_s = 305 is not a multiple of bucket_s = 10");
         let e = parse(r#"{"request_p95":{"clear_ms":250}}"#).expect_err("invalid");
         assert_eq!(e.to_string(), "ALERT_RULES request_p95.clear_ms = 250 is above request_p95.threshold_ms = 200");
-    }
-
-    #[test]
-    fn verdicts_use_floor_fire_and_clear_thresholds() {
-        let r = &DEFAULT_RULES[0];
-        let obs = |errors: u64, requests: u64| Observation {
-            value: (requests > 0).then(|| errors as f64 / requests as f64),
-            samples: requests,
-        };
-        assert_eq!(r.verdict(&obs(1, 3)), Verdict::NoData, "3 requests is below the floor of 20");
-        assert_eq!(r.verdict(&obs(0, 0)), Verdict::NoData);
-        assert_eq!(r.verdict(&obs(2, 100)), Verdict::Breach);
-        assert_eq!(r.verdict(&obs(1, 100)), Verdict::Band, "exactly 1% does not exceed 1%");
-        assert_eq!(r.verdict(&obs(1, 150)), Verdict::Band);
-        assert_eq!(r.verdict(&obs(1, 250)), Verdict::Clear);
-        let s = &DEFAULT_RULES[3];
-        let count = |n: u64| Observation { value: Some(n as f64), samples: n };
-        assert_eq!(s.verdict(&count(3)), Verdict::Breach, "3 or more fires");
-        assert_eq!(s.verdict(&count(2)), Verdict::Clear);
-        assert_eq!(s.verdict(&count(0)), Verdict::Clear);
     }
 
     #[test]
