@@ -33,6 +33,7 @@ pub mod external;
 pub mod monitor;
 pub mod notify;
 pub mod outbox;
+pub mod recent;
 pub mod rules;
 pub mod status;
 pub mod time;
@@ -51,6 +52,7 @@ pub use notify::{
     email_message, pagerduty_payload, webhook_payload, EmailMessage, EventKind, Notification, NotifyReason,
 };
 pub use outbox::{Channel, DeliveryKey, EnqueueError, FailOutcome, MarkError, OutboxEntry, RetryPolicy};
+pub use recent::RecentIds;
 pub use rules::{Rule, RuleId, RuleSet, RulesConfigError, DEFAULT_RULES};
 pub use status::Status;
 pub use window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason};

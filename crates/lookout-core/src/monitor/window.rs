@@ -1,29 +1,25 @@
 //! The window ring: fixed time buckets (requests, 5xx, Stripe signature failures and two
 //! latency digests each), window queries as of `now_ms`, the closed-bucket snapshots the edge
-//! persists, and the few recent request ids per incident kind. No thresholds here (rules/)
-//! and no storage I/O (the edge).
+//! persists. No thresholds here (rules/), no request ids (recent.rs) and no storage I/O (the
+//! edge).
 //!
 //! Bucket `i` covers `[i * bucket_ms, (i + 1) * bucket_ms)`. The bucket holding `now_ms` is
 //! the *open* one; earlier buckets are *closed*. A window of `window_s` as of `now_ms` is the
 //! `window_s / bucket_s` buckets ending with the open one, so it spans between
 //! `window_s - bucket_s` and `window_s` seconds of records.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use tdigest::TDigest;
 
 use super::digest::{merge, DigestSnapshot, DigestSnapshotError, LatencyDigest};
-use super::rules::{RuleId, STRIPE_SIGNATURE_ERROR_CLASS};
+use super::rules::STRIPE_SIGNATURE_ERROR_CLASS;
 use super::time::s_to_ms;
 use crate::record::RequestRecord;
 
 /// Records further than this ahead of `now_ms` are rejected (clock skew guard).
 pub const MAX_FUTURE_MS: i64 = 60_000;
-/// Recent request ids kept per incident kind.
-pub const RECENT_IDS_PER_KIND: usize = 5;
-/// Request ids longer than this are cut (they are ours, but storage must stay bounded).
-const MAX_REQUEST_ID_CHARS: usize = 64;
 
 /// Which latency digest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,61 +375,6 @@ fn bucket_from_snapshot(s: &BucketSnapshot) -> Result<Bucket, BucketRestoreError
     })
 }
 
-/// A request id kept as evidence for a notification.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecentId {
-    pub ts_ms: i64,
-    pub request_id: String,
-}
-
-/// The last few request ids per incident kind (5xx, slow request, slow D1 query, bad Stripe
-/// signature), newest last.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RecentIds {
-    pub server_5xx: VecDeque<RecentId>,
-    pub slow_request: VecDeque<RecentId>,
-    pub slow_d1: VecDeque<RecentId>,
-    pub stripe_signature: VecDeque<RecentId>,
-}
-
-impl RecentIds {
-    /// Note `record` under every kind it is evidence for; "slow" means above the threshold
-    /// of the matching p95 rule.
-    pub fn note(&mut self, record: &RequestRecord, slow_request_ms: f64, slow_d1_ms: f64) {
-        let ts_ms = record.ts.timestamp_millis();
-        let id: String = record.request_id.chars().take(MAX_REQUEST_ID_CHARS).collect();
-        let push = |q: &mut VecDeque<RecentId>| {
-            if q.len() >= RECENT_IDS_PER_KIND {
-                q.pop_front();
-            }
-            q.push_back(RecentId { ts_ms, request_id: id.clone() });
-        };
-        if record.is_server_error() {
-            push(&mut self.server_5xx);
-        }
-        if record.ms > slow_request_ms {
-            push(&mut self.slow_request);
-        }
-        if record.d1_slowest.as_ref().is_some_and(|q| q.ms > slow_d1_ms) {
-            push(&mut self.slow_d1);
-        }
-        if record.error_class.as_deref() == Some(STRIPE_SIGNATURE_ERROR_CLASS) {
-            push(&mut self.stripe_signature);
-        }
-    }
-
-    /// Ids of the kind that `rule` alerts on, at or after `since_ms`, newest last.
-    pub fn for_rule(&self, rule: RuleId, since_ms: i64) -> Vec<String> {
-        let q = match rule {
-            RuleId::Http5xxRate => &self.server_5xx,
-            RuleId::RequestP95 => &self.slow_request,
-            RuleId::D1P95 => &self.slow_d1,
-            RuleId::StripeSignatureFailures => &self.stripe_signature,
-        };
-        q.iter().filter(|r| r.ts_ms >= since_ms).map(|r| r.request_id.clone()).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,23 +479,6 @@ mod tests {
         // A future-dated bucket enters at its start.
         w.add(&record(T0 + 75_000, 200, 1.0), T0 + 60_000).expect("accepted");
         assert_eq!(w.next_change_ms(T0 + 60_000, &[30, 60]), Some(T0 + 70_000));
-    }
-
-    #[test]
-    fn recent_ids_keep_the_last_five_per_kind() {
-        let mut ids = RecentIds::default();
-        for i in 0..7 {
-            ids.note(&record(T0 + i, 500, 1.0), 200.0, 200.0);
-        }
-        ids.note(&record(T0 + 100, 200, 250.0), 200.0, 200.0);
-        let got = ids.for_rule(RuleId::Http5xxRate, T0);
-        assert_eq!(got, (2..7).map(|i| format!("req_{}", T0 + i)).collect::<Vec<_>>());
-        assert_eq!(ids.for_rule(RuleId::RequestP95, T0), vec![format!("req_{}", T0 + 100)]);
-        assert_eq!(
-            ids.for_rule(RuleId::Http5xxRate, T0 + 5),
-            vec![format!("req_{}", T0 + 5), format!("req_{}", T0 + 6)]
-        );
-        assert!(ids.for_rule(RuleId::D1P95, 0).is_empty());
     }
 
     proptest! {
