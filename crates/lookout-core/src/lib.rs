@@ -1,8 +1,8 @@
 //! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth, Stripe
 //! signatures, the monitor's ingest protocol, the alerting vocabulary (severity, alert state,
 //! unit), the monitor itself (windows, digests, rules, alerts, outbox), dependency
-//! instrumentation maths and cron watch maths. Nothing here imports `worker` or reads a
-//! clock: callers pass `now`.
+//! instrumentation maths, cron watch maths and the hash-chained audit log. Nothing here
+//! imports `worker` or reads a clock: callers pass `now`.
 
 pub mod alerting;
 pub mod audit;

@@ -1,6 +1,7 @@
 //! Cron watch maths, pure: schedules with Cloudflare's semantics, the summary record and
-//! check-ins, the watch list, expected-slot attribution, the watchdog state machine, the
-//! hash-chained audit log verifier, cost projections, and the alert events they raise.
+//! check-ins, the watch list, expected-slot attribution, the watchdog state machine, cost
+//! projections, and the alert events they raise. The audit chain (verifier and its
+//! `audit_chain_broken` watch) is `core::audit`; the cron state persists its watch.
 //! No `worker` import and no clock: every function takes `now_ms` (Unix epoch ms).
 //!
 //! ```text
@@ -10,7 +11,7 @@
 //!  job runs                            alarm ▶ Watchdog::evaluate ───────▶ missed / stuck / unknown
 //!  CronRun::finish ─CronRecord line    arm min(next_due_ms, monitor due)
 //!                  ─CronCheckIn──────▶ Watchdog::ingest (End resolves alerts)
-//!  reconciliation: verify_chain ─────▶ AuditChainWatch::observe ────────▶ audit_chain_broken
+//!  reconciliation results ───────────▶ audit::AuditChainWatch ──────────▶ audit_chain_broken
 //!  cost figures ─────────────────────▶ TwilioCostWatch / AiGuard ───────▶ *_cost_projection
 //! ```
 //!
@@ -19,7 +20,6 @@
 //! themselves and their names belong to the app (a registry in the `lookout` crate).
 
 pub mod alert;
-pub mod chain;
 pub mod cost;
 pub mod record;
 pub mod schedule;
@@ -29,11 +29,6 @@ pub mod watch;
 pub mod watchdog;
 
 pub use alert::{rule, CronAlertEvent, CronRule, CRON_RULES};
-pub use chain::{
-    canonical_content, canonical_json, chain_hash, chain_input, chain_inputs, seal_row, verify_chain,
-    verify_chain_anchored, verify_chain_with_digests, AuditChainWatch, AuditRow, ChainAnchor, ChainBreak, ChainVerdict,
-    GENESIS_PREV_HASH,
-};
 pub use cost::{
     month_bounds_ms, project_month, project_week, week_bounds_ms, AiGuard, AiPause, AiResume, AiStatus, PauseReason,
     PeriodProjection, TwilioCostWatch, TwilioStatus,
@@ -52,6 +47,8 @@ pub use watchdog::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use crate::audit::AuditChainWatch;
 
 // ---- One place for every default and threshold (units in the names). ----
 
@@ -86,6 +83,7 @@ pub const MIN_PROJECTION_ELAPSED_MS: i64 = 86_400_000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CronPersisted {
     pub watchdog: Watchdog,
+    /// The `audit_chain_broken` alert (`core::audit`), fed by reconciliation check-ins.
     pub audit: AuditChainWatch,
     pub twilio: TwilioCostWatch,
     pub ai: AiGuard,

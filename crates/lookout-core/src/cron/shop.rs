@@ -15,13 +15,13 @@
 use serde::Serialize;
 
 use super::alert::CronAlertEvent;
-use super::chain::AuditChainWatch;
 use super::cost::{project_month, project_week, AiPause, AiResume, PeriodProjection};
 use super::record::{CheckInKind, CronCheckIn, Results};
 use super::watch::watch_list_from_var;
 use super::watch::WatchList;
 use super::watchdog::{CheckInEffect, CronStatus, Outcome};
 use super::CronPersisted;
+use crate::audit::AuditChainWatch;
 use crate::monitor::time::{rfc3339_ms, rfc3339_opt};
 use crate::record::RequestRecord;
 

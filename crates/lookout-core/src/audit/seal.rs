@@ -1,6 +1,6 @@
-//! The sample app's audit events: what a row's content holds, SHA-256 sealing of the next
-//! row, and reading rows back for verification. The chain maths (canonical form, links,
-//! verdict) is `core::cron::chain`; the D1 reads and writes are the edge's.
+//! The app's audit events with SHA-256: what a row's content holds, sealing the next row, and
+//! reading rows back for verification. The chain maths (canonical form, links, verdict) is
+//! chain.rs; the D1 reads and writes are the app's.
 //!
 //! One chain per shop in `audit_events`: `prev_hash` is the shop's previous row's `hash`
 //! (64 zeros for its first row), `hash = sha256(prev_hash ++ "\n" ++ canonical)` where
@@ -11,7 +11,7 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::cron::{canonical_json, seal_row, verify_chain, AuditRow, ChainVerdict};
+use super::chain::{canonical_json, seal_row, verify_chain, AuditRow, ChainVerdict, GENESIS_PREV_HASH};
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -57,7 +57,7 @@ impl AuditEvent {
 
 /// Seal the shop's next row after `prev_hash` (`None`: the shop's first row).
 pub fn seal(prev_hash: Option<&str>, id: i64, content: Value, build_version: &str) -> AuditRow {
-    seal_row(prev_hash.unwrap_or(crate::cron::GENESIS_PREV_HASH), id, content, build_version, sha256)
+    seal_row(prev_hash.unwrap_or(GENESIS_PREV_HASH), id, content, build_version, sha256)
 }
 
 /// The `content` column's text for a row: canonical JSON.
@@ -84,7 +84,7 @@ pub fn verify(rows: &[AuditRow]) -> ChainVerdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cron::ChainBreak;
+    use crate::audit::ChainBreak;
 
     fn event(id: i64) -> AuditEvent {
         AuditEvent {
