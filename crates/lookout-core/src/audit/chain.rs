@@ -1,9 +1,8 @@
 //! The hash-chained audit log, pure: each `audit_events` row stores `prev_hash` (the previous
 //! row's `hash`, 64 zeros for the first row) and `hash = H(prev_hash ++ "\n" ++ canonical)`.
 //! This file holds the canonical form, sealing and verification, generic over the hash
-//! function; SHA-256 is bound in seal.rs and the `audit_chain_broken` alert is watch.rs. It
-//! does not hash by itself: callers pass SHA-256 (the `sha2` crate, or WebCrypto through
-//! [`chain_inputs`] + [`verify_chain_with_digests`], since WebCrypto is async).
+//! function: SHA-256 (the `sha2` crate) is bound in seal.rs. The `audit_chain_broken` alert
+//! is watch.rs.
 //!
 //! **Canonical content** of a row: compact JSON of `{"build_version", "content", "id"}`
 //! with object keys sorted (by UTF-8 bytes) at every level; strings escaped as serde_json
@@ -55,8 +54,6 @@ pub enum ChainBreak {
     MalformedHash,
     /// The anchor row from an earlier verification is gone or changed (truncation/rewrite).
     AnchorMissing,
-    /// [`verify_chain_with_digests`] got a different number of digests than rows.
-    DigestCount,
 }
 
 /// The verifier's answer; `length` feeds `audit_chain_length`.
@@ -165,8 +162,8 @@ pub fn seal_row(
     AuditRow { id, content, build_version: build_version.to_string(), prev_hash: prev_hash.to_string(), hash: h }
 }
 
-/// The bytes to hash for each row, in order (hash them, then [`verify_chain_with_digests`]).
-pub fn chain_inputs(rows: &[AuditRow]) -> Vec<Vec<u8>> {
+/// The bytes to hash for each row, in order.
+fn chain_inputs(rows: &[AuditRow]) -> Vec<Vec<u8>> {
     rows.iter().map(|r| chain_input(&r.prev_hash, &canonical_content(r.id, &r.build_version, &r.content))).collect()
 }
 
@@ -186,15 +183,6 @@ pub fn verify_chain_anchored(
     verify_with(rows, anchor, &digests)
 }
 
-/// Verify with digests computed elsewhere: `digests[i] = H(chain_inputs(rows)[i])`.
-pub fn verify_chain_with_digests(
-    rows: &[AuditRow],
-    anchor: Option<&ChainAnchor>,
-    digests: &[[u8; 32]],
-) -> ChainVerdict {
-    verify_with(rows, anchor, digests)
-}
-
 fn verify_with(rows: &[AuditRow], anchor: Option<&ChainAnchor>, digests: &[[u8; 32]]) -> ChainVerdict {
     let length = rows.len() as u64;
     let broken = |id: Option<i64>, why: ChainBreak| ChainVerdict {
@@ -204,9 +192,6 @@ fn verify_with(rows: &[AuditRow], anchor: Option<&ChainAnchor>, digests: &[[u8; 
         broken: Some(why),
         head: None,
     };
-    if digests.len() != rows.len() {
-        return broken(rows.first().map(|r| r.id), ChainBreak::DigestCount);
-    }
     for (i, (row, digest)) in rows.iter().zip(digests).enumerate() {
         if !is_hash(&row.hash) || !is_hash(&row.prev_hash) {
             return broken(Some(row.id), ChainBreak::MalformedHash);
@@ -297,10 +282,6 @@ mod tests {
         assert_eq!(v.first_broken_id, None);
         assert_eq!(v.head, Some(ChainAnchor { id: 6, hash: rows[5].hash.clone() }));
         assert!(verify_chain(&[], test_hash).verified);
-        // The same through externally computed digests (the WebCrypto path).
-        let digests: Vec<[u8; 32]> = chain_inputs(&rows).iter().map(|b| test_hash(b)).collect();
-        assert!(verify_chain_with_digests(&rows, None, &digests).verified);
-        assert_eq!(verify_chain_with_digests(&rows, None, &digests[1..]).broken, Some(ChainBreak::DigestCount));
     }
 
     #[test]

@@ -16,9 +16,8 @@ mod seal;
 mod watch;
 
 pub use chain::{
-    canonical_content, canonical_json, chain_hash, chain_input, chain_inputs, seal_row, verify_chain,
-    verify_chain_anchored, verify_chain_with_digests, AuditRow, ChainAnchor, ChainBreak, ChainVerdict,
-    GENESIS_PREV_HASH,
+    canonical_content, canonical_json, chain_hash, chain_input, seal_row, verify_chain, verify_chain_anchored,
+    AuditRow, ChainAnchor, ChainBreak, ChainVerdict, GENESIS_PREV_HASH,
 };
 pub use seal::{content_text, row_from_db, seal, sha256, verify, AuditEvent};
 pub use watch::AuditChainWatch;
