@@ -1,6 +1,6 @@
-//! The per-request D1 tally: query count, the slowest query's signature, round-trip latencies
-//! for the monitor's digest, and N+1 detection. The edge times queries and feeds them here;
-//! no clock, no I/O.
+//! The per-request D1 tally: query count, the slowest round trip (its signature and ms: the
+//! request line's `d1_slowest`, which also feeds the monitor's D1 digest), and N+1
+//! detection. The edge times queries and feeds them here; no clock, no I/O.
 
 use std::collections::BTreeMap;
 
@@ -12,26 +12,12 @@ use crate::redact::cap_chars;
 
 /// Round trips with the same signature in one request at which the line is flagged N+1.
 pub const DEFAULT_N_PLUS_ONE_THRESHOLD: u32 = 10;
-/// Latency samples kept per request; later round trips are still counted, not sampled.
-pub const MAX_LATENCY_SAMPLES: usize = 1000;
 
 /// A likely N+1: one statement shape sent again and again in one request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NPlusOne {
     pub signature: String,
     pub count: u32,
-}
-
-/// What the tally contributes to the request line and to the monitor.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct D1Summary {
-    /// Statements executed (a batch counts each of its statements).
-    pub d1_queries: u32,
-    pub d1_slowest: Option<SlowQuery>,
-    pub d1_n_plus_one: Option<NPlusOne>,
-    /// Duration of each round trip (a query or a whole batch) in ms, at most
-    /// [`MAX_LATENCY_SAMPLES`], in the order they ran.
-    pub latencies_ms: Vec<f64>,
 }
 
 /// Accumulates one request's D1 activity. Feed every query with [`D1Tally::record_query`] and
@@ -41,7 +27,6 @@ pub struct D1Tally {
     n_plus_one_threshold: u32,
     queries: u32,
     slowest: Option<SlowQuery>,
-    latencies_ms: Vec<f64>,
     round_trips_by_signature: BTreeMap<String, u32>,
 }
 
@@ -73,18 +58,17 @@ impl D1Tally {
             n_plus_one_threshold: threshold.max(2),
             queries: 0,
             slowest: None,
-            latencies_ms: Vec::new(),
             round_trips_by_signature: BTreeMap::new(),
         }
     }
 
-    /// One statement sent on its own (`run`, `all`, `first`, `raw`), which took `ms`.
+    /// One statement sent on its own (`run`, `all`, `first`), which took `ms`.
     pub fn record_query(&mut self, sql: &str, ms: f64) {
         self.record_round_trip(sql_signature(sql), 1, ms);
     }
 
     /// One `batch` of statements sent in a single round trip taking `ms` in all. Each
-    /// statement counts towards `d1_queries`; for latency, slowest and N+1 the batch is one
+    /// statement counts towards `d1_queries`; for slowest and N+1 the batch is one
     /// round trip whose signature is `BATCH n: ` followed by its distinct statement
     /// signatures (a batch of identical statements is the cure for N+1, not an instance).
     /// An empty batch records nothing.
@@ -107,9 +91,6 @@ impl D1Tally {
     fn record_round_trip(&mut self, signature: String, statements: u32, ms: f64) {
         let ms = clean_ms(ms);
         self.queries = self.queries.saturating_add(statements);
-        if self.latencies_ms.len() < MAX_LATENCY_SAMPLES {
-            self.latencies_ms.push(ms);
-        }
         if self.slowest.as_ref().is_none_or(|s| ms > s.ms) {
             self.slowest = Some(SlowQuery { sql: signature.clone(), ms });
         }
@@ -127,26 +108,12 @@ impl D1Tally {
         self.slowest.as_ref()
     }
 
-    /// Round-trip durations in ms, for the monitor's D1 latency digest.
-    pub fn latencies_ms(&self) -> &[f64] {
-        &self.latencies_ms
-    }
-
     /// The most repeated signature when it reached the threshold (ties: the smallest
     /// signature, so the answer is stable).
     pub fn n_plus_one(&self) -> Option<NPlusOne> {
         let (signature, &count) =
             self.round_trips_by_signature.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))?;
         (count >= self.n_plus_one_threshold).then(|| NPlusOne { signature: signature.clone(), count })
-    }
-
-    pub fn summary(&self) -> D1Summary {
-        D1Summary {
-            d1_queries: self.queries,
-            d1_slowest: self.slowest.clone(),
-            d1_n_plus_one: self.n_plus_one(),
-            latencies_ms: self.latencies_ms.clone(),
-        }
     }
 
     /// Fill the request line's `d1_queries` and `d1_slowest`.
@@ -172,7 +139,6 @@ mod tests {
         t.record_query("UPDATE tickets SET status = 'open' WHERE id = 2506", 7.5);
         assert_eq!(t.queries(), 3);
         assert_eq!(t.slowest(), Some(&SlowQuery { sql: "SELECT * FROM customers WHERE name = ?".into(), ms: 41.25 }));
-        assert_eq!(t.latencies_ms(), &[3.0, 41.25, 7.5]);
         assert_eq!(t.n_plus_one(), None);
     }
 
@@ -200,7 +166,7 @@ mod tests {
             t.record_query(&format!("SELECT * FROM lines WHERE ticket_id = {i}"), 1.0);
         }
         assert_eq!(t.n_plus_one(), Some(NPlusOne { signature: LINES_BY_TICKET.into(), count: 6 }));
-        assert_eq!(t.summary().d1_queries, 10);
+        assert_eq!(t.queries(), 10);
     }
 
     #[test]
@@ -219,7 +185,7 @@ mod tests {
             (0..5).map(|i| format!("INSERT INTO lines (ticket_id, qty) VALUES (7, {i})")).collect();
         t.record_batch(&inserts, 12.0);
         assert_eq!(t.queries(), 5);
-        assert_eq!(t.latencies_ms(), &[12.0]);
+        assert_eq!(t.slowest().map(|s| s.ms), Some(12.0));
         assert_eq!(t.n_plus_one(), None);
         assert_eq!(
             t.slowest().map(|s| s.sql.as_str()),
@@ -235,18 +201,7 @@ mod tests {
         t.record_query("SELECT 1", f64::NAN);
         t.record_query("SELECT 2", -4.0);
         t.record_query("SELECT 3", f64::INFINITY);
-        assert_eq!(t.latencies_ms(), &[0.0, 0.0, 0.0]);
-        assert_eq!(t.slowest().map(|s| s.sql.as_str()), Some("SELECT ?"));
-    }
-
-    #[test]
-    fn latency_samples_are_bounded() {
-        let mut t = D1Tally::new();
-        for _ in 0..MAX_LATENCY_SAMPLES + 5 {
-            t.record_query("SELECT 1", 1.0);
-        }
-        assert_eq!(t.latencies_ms().len(), MAX_LATENCY_SAMPLES);
-        assert_eq!(t.queries() as usize, MAX_LATENCY_SAMPLES + 5);
+        assert_eq!(t.slowest(), Some(&SlowQuery { sql: "SELECT ?".into(), ms: 0.0 }));
     }
 
     #[test]

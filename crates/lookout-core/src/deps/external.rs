@@ -98,8 +98,8 @@ pub fn is_idempotent(method: &str, has_idempotency_key: bool) -> bool {
     has_idempotency_key || matches!(method.to_ascii_uppercase().as_str(), "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE")
 }
 
-/// Retries with exponential backoff, decided without a clock: the edge sleeps the returned
-/// delay (adding jitter if it wants) and tries again.
+/// Retries with exponential backoff, decided without a clock: the edge sleeps exactly the
+/// returned delay (no jitter is added) and tries again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// Retries after the first attempt (so at most `max_retries + 1` attempts).
@@ -152,8 +152,9 @@ pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// the same for every retry of that call. `call_label` must name the call uniquely within
 /// the request (`"charge:ticket_2506"`, not `"charge"` for two different charges), or Stripe
 /// will answer the second call with the first one's result. When the plain key would be
-/// too long or hold characters outside `[A-Za-z0-9_.:-]`, a 128-bit hash of it is used
-/// (`idem_` + 32 hex digits), still stable.
+/// too long or hold characters outside `[A-Za-z0-9_.:-]`, it is replaced by `idem_` + 32 hex
+/// digits: two 64-bit FNV-1a hashes (of the key and of its bytes reversed), stable across
+/// retries and isolates but not cryptographic (it only needs to be unique per call).
 pub fn idempotency_key(request_id: &str, call_label: &str) -> String {
     let plain = format!("{request_id}:{call_label}");
     let safe = plain.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));

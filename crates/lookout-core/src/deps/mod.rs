@@ -5,10 +5,11 @@
 //!
 //! How the edge uses it, per request:
 //!
-//! * D1: one [`D1Tally`]; every `run`/`all`/`first`/`raw` is timed and fed with
+//! * D1: one [`D1Tally`]; every `run`/`all`/`first` is timed and fed with
 //!   [`D1Tally::record_query`], every `batch` with [`D1Tally::record_batch`]. At the end,
-//!   [`D1Tally::apply_to`] fills `d1_queries` and `d1_slowest`, [`D1Tally::n_plus_one`] gives
-//!   `d1_n_plus_one`, and [`D1Tally::latencies_ms`] goes to the monitor's D1 digest.
+//!   [`D1Tally::apply_to`] fills `d1_queries`, `d1_slowest` and `d1_n_plus_one`. The
+//!   monitor's D1 digest is fed from the line's `d1_slowest.ms` (one sample per request that
+//!   made a query: the slowest round trip), not from every query.
 //! * External calls: [`is_idempotent`] and [`RetryPolicy::should_retry`] drive the retry
 //!   loop; Stripe calls send `Idempotency-Key: idempotency_key(request_id, label)`. After the
 //!   last attempt, [`ExternalCallLine::new`] (+ [`ExternalCallLine::with_error_body`] for a
@@ -33,7 +34,7 @@ pub use cost::{
     ai_cost, segments_for_units, sms_segments, twilio_sms_cost, AiPrice, CallCost, Cost, CostError, SmsEncoding,
     SmsSegments,
 };
-pub use d1::{D1Summary, D1Tally, NPlusOne, DEFAULT_N_PLUS_ONE_THRESHOLD, MAX_LATENCY_SAMPLES};
+pub use d1::{D1Tally, NPlusOne, DEFAULT_N_PLUS_ONE_THRESHOLD};
 pub use external::{
     endpoint_template, idempotency_key, is_idempotent, CallFacts, CallOutcome, ExternalCallLine, RetryPolicy, Service,
     ID_PLACEHOLDER, MAX_ENDPOINT_CHARS, MAX_ERROR_BODY_CHARS, MAX_IDEMPOTENCY_KEY_LEN,

@@ -20,8 +20,8 @@
 //!    with `mark_delivery_sent(id)` or `mark_delivery_failed(id, now_ms, error)`.
 //! 4. After either: write `dirty_closed_buckets(now_ms)` (upsert by `start_ms`), call
 //!    `mark_buckets_persisted`, delete rows older than `bucket_retention_start_ms(now_ms)`,
-//!    write `snapshot()` when `revision()` moved, and arm the alarm at `next_due_ms(now_ms)`
-//!    (none: idle).
+//!    write `snapshot()` (every call above changes it), and arm the alarm at
+//!    `next_due_ms(now_ms)` (none: idle).
 //! 5. Status route: `serde_json::to_value(monitor.status(now_ms))`.
 //! 6. Cron and business alerts (decided by `core::cron`): `monitor.notify_event(&event,
 //!    now_ms)` queues each event for every channel like a rule's notification (external.rs).

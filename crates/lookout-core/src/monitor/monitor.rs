@@ -154,7 +154,6 @@ pub struct Monitor {
     pub(super) last_eval_ms: Option<i64>,
     pub(super) ingested_since_eval: bool,
     pub(super) counters: Counters,
-    revision: u64,
 }
 
 impl Monitor {
@@ -173,7 +172,6 @@ impl Monitor {
             last_eval_ms: None,
             ingested_since_eval: false,
             counters: Counters::default(),
-            revision: 0,
         }
     }
 
@@ -196,11 +194,6 @@ impl Monitor {
 
     pub fn counters(&self) -> &Counters {
         &self.counters
-    }
-
-    /// Bumped by every change to the snapshot state; persist the snapshot when it moved.
-    pub fn revision(&self) -> u64 {
-        self.revision
     }
 
     /// Count a batch of records as of `now_ms`. Records of another shop, older than the ring
@@ -230,9 +223,6 @@ impl Monitor {
         c.rejected_other_shop += u64::from(report.rejected_other_shop);
         if report.accepted > 0 {
             self.ingested_since_eval = true;
-        }
-        if !records.is_empty() {
-            self.revision += 1;
         }
         report
     }
@@ -287,7 +277,6 @@ impl Monitor {
         self.counters.notifications_decided += notifications.len() as u64;
         self.last_eval_ms = Some(now_ms);
         self.ingested_since_eval = false;
-        self.revision += 1;
         Evaluation { now_ms, changes, notifications, enqueued }
     }
 
@@ -306,7 +295,6 @@ impl Monitor {
             enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
         }
         self.counters.notifications_decided += 1;
-        self.revision += 1;
         enqueued
     }
 
@@ -377,13 +365,11 @@ impl Monitor {
 
     /// Outbox entries due at `now_ms`, leased to the caller (see outbox.rs).
     pub fn claim_due_deliveries(&mut self, now_ms: i64) -> Vec<OutboxEntry> {
-        self.revision += 1;
         self.outbox.claim_due(now_ms)
     }
 
     /// The delivery `id` was sent.
     pub fn mark_delivery_sent(&mut self, id: u64) -> Result<(), MarkError> {
-        self.revision += 1;
         self.outbox.mark_sent(id)
     }
 
@@ -394,7 +380,6 @@ impl Monitor {
         now_ms: i64,
         error_summary: &str,
     ) -> Result<FailOutcome, MarkError> {
-        self.revision += 1;
         self.outbox.mark_failed(id, now_ms, error_summary)
     }
 
