@@ -1,7 +1,8 @@
 //! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth, Stripe
 //! signatures, the monitor's ingest protocol, the alerting vocabulary (severity, alert state,
 //! unit), the monitor itself (windows, digests, rules, alerts, outbox), dependency
-//! instrumentation maths, cron watch maths and the hash-chained audit log. Nothing here
+//! instrumentation maths, cron watch maths, the hash-chained audit log, and the shop monitor
+//! that composes the monitor with the cron watchdog for the Durable Object. Nothing here
 //! imports `worker` or reads a clock: callers pass `now`.
 
 pub mod alerting;
@@ -16,6 +17,7 @@ pub mod record;
 pub mod redact;
 pub mod request_id;
 pub mod shop;
+pub mod shop_monitor;
 pub mod stripe;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;

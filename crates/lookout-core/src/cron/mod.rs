@@ -5,19 +5,20 @@
 //! No `worker` import and no clock: every function takes `now_ms` (Unix epoch ms).
 //!
 //! ```text
-//!  scheduled handler (edge)            Durable Object (edge)              this module (pure)
-//!  ------------------------            ---------------------              ------------------
+//!  scheduled handler (edge)            ShopMonitorCore (for the DO)       this module (pure)
+//!  ------------------------            ----------------------------       ------------------
 //!  CronRun::start ──CronCheckIn──────▶ Watchdog::ingest ─────────────────▶ slot attribution
-//!  job runs                            alarm ▶ Watchdog::evaluate ───────▶ missed / stuck / unknown
-//!  CronRun::finish ─CronRecord line    arm min(next_due_ms, monitor due)
+//!  job runs                            tick ▶ Watchdog::evaluate (if due) ▶ missed / stuck / unknown
+//!  CronRun::finish ─CronRecord line    alarm min(next_due_ms, monitor due)
 //!                  ─CronCheckIn──────▶ Watchdog::ingest (End resolves alerts)
 //!  reconciliation results ───────────▶ audit::AuditChainWatch ──────────▶ audit_chain_broken
 //!  cost figures ─────────────────────▶ TwilioCostWatch / AiGuard ───────▶ *_cost_projection
 //! ```
 //!
 //! Every alert leaves as a [`CronAlertEvent`]; the monitor's notification layer delivers it
-//! (`Monitor::notify_event`). shop.rs bundles these for one shop's Durable Object. The jobs
-//! themselves and their names belong to the app (a registry in the `lookout` crate).
+//! (`Monitor::notify_event`). shop.rs bundles these for one shop; `core::shop_monitor`
+//! composes that with the request monitor for the Durable Object. The jobs themselves and
+//! their names belong to the app (a registry in the `lookout` crate).
 
 pub mod alert;
 pub mod cost;

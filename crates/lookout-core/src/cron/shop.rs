@@ -1,12 +1,13 @@
 //! The cron side of one shop's monitor, pure: [`CronPersisted`] (watchdog, audit watch, cost
-//! watches, spend ledger) driven through the calls the Durable Object makes, with the
-//! configuration from vars ([`CronConfig`]) and the status view. Every call takes `now_ms`;
-//! every alert leaves as a [`CronAlertEvent`] for the monitor's outbox.
+//! watches, spend ledger) with the configuration from vars ([`CronConfig`]) and the status
+//! view. `core::shop_monitor::ShopMonitorCore` drives it for the Durable Object, beside the
+//! request monitor. Every call takes `now_ms`; every alert leaves as a [`CronAlertEvent`] for
+//! the monitor's outbox.
 //!
 //! ```text
-//!  DO ingest    records ──► record_spend          (cost_micros per week / month)
+//!  ingest       records ──► record_spend          (cost_micros per week / month)
 //!               check-ins ─► check_in             (watchdog; End results ─► audit watch)
-//!  DO alarm     ─────────► evaluate               (missed / stuck / lag)
+//!  alarm        ─────────► evaluate               (missed / stuck / lag)
 //!  weekly job   ─────────► twilio_summary         (TwilioCostWatch, figures for the line)
 //!  daily job    ─────────► ai_check               (AiGuard, pauses AI)
 //!  app          ─────────► ai_paused              operator ─► ai_resume

@@ -1,6 +1,7 @@
 //! The per-shop monitor, pure: windows of buckets, latency digests, the rule table, the alert
 //! state machine and notification decisions. Driven by `ingest(records, now)` and
-//! `evaluate(now)`; the Durable Object in `edge` only stores and forwards.
+//! `evaluate(now)`. `core::shop_monitor::ShopMonitorCore` drives it (with the cron watchdog)
+//! for the Durable Object, which only stores and forwards.
 //!
 //! ```text
 //!  records ─► Monitor::ingest ─► window (buckets: counts + t-digests) ─┐
@@ -9,7 +10,8 @@
 //!  edge: dirty_closed_buckets / snapshot ─► storage;  claim_due_deliveries ─► HTTP / email
 //! ```
 //!
-//! Call sequence for the edge (every `now_ms` read once, at the edge):
+//! Call sequence (`ShopMonitorCore` makes the calls, the Durable Object does the storage and
+//! HTTP; every `now_ms` is read once, at the edge):
 //!
 //! 1. `MonitorConfig::from_alert_rules_json(env ALERT_RULES, channels)`, then
 //!    `Monitor::restore(config, shop, stored_snapshot, &stored_buckets, now_ms)` (or

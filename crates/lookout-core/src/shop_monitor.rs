@@ -1,0 +1,543 @@
+//! [`ShopMonitorCore`]: one shop's request monitor and cron watchdog composed, pure. It owns
+//! the [`Monitor`] (windows, rules, alerts, outbox) and the cron state ([`CronPersisted`]:
+//! watchdog, audit watch, cost watches, spend ledger) with their configuration, and makes
+//! every decision the `ShopMonitor` Durable Object needs: what a batch does to both, when the
+//! watchdog runs, where cron and business alerts go (the monitor's outbox), which stored
+//! parts changed, the one alarm time, the merged status, and the log lines to print (as
+//! [`LogLine`] data). The Durable Object only loads, stores, forwards and arms its alarm;
+//! storage, HTTP and the clock are its.
+//!
+//! ```text
+//!  DO load ──── ShopMonitorConfig::from_vars ─► ShopMonitorCore::restore(stored parts, now)
+//!  POST /ingest  parse_batch ─► ingest ─► records: Monitor::ingest + spend ledger
+//!                                         check-ins: watchdog / audit watch ─► events ─► outbox
+//!  alarm ─────── tick ─► Monitor::evaluate; the watchdog when due ─► events ─► outbox
+//!                claim_due_deliveries ─► (DO sends) ─► record_deliveries
+//!  cost jobs ─── cost_job;  GET /ai/pause ─ ai_pause;  POST /ai/resume ─ ai_resume
+//!  after each ── dirty_closed_buckets, snapshot(), cron_snapshot() ─► storage (changed only)
+//!                next_due_ms ─► the one alarm;  status ─► GET /status (+ the DO's own fields)
+//! ```
+//!
+//! Stored parts (the DO's schema): each closed bucket (`buckets` table, keyed by `start_ms`),
+//! the monitor snapshot (`meta` key `snapshot`) and the cron state (`meta` key `cron`). The
+//! snapshot changes with every call that touches the monitor; the cron state only when spend
+//! was counted, a check-in arrived, the watchdog ran, a cost job ran or AI was resumed, so
+//! request traffic alone costs no extra write.
+
+use serde::Serialize;
+
+use crate::alerting::{AlertState, Severity};
+use crate::cron::{
+    CheckInEffect, CheckInKind, CronAlertEvent, CronConfig, CronPersisted, CronShopStatus, PauseReason, Results,
+    ResumeError,
+};
+use crate::ingest::{Parsed, Rejection};
+use crate::monitor::rules::RuleSet;
+use crate::monitor::{
+    cron_dedup_key, BucketKey, BucketSnapshot, Channel, Evaluation, FailOutcome, IngestReport, MarkError, Monitor,
+    MonitorConfig, MonitorSnapshot, OutboxEntry, StateChange, Status,
+};
+
+/// A watchdog evaluation later than this after its due time is logged (`cron_watchdog_lag`).
+pub const LOG_WATCHDOG_LAG_ABOVE_S: u64 = 60;
+/// Rejected batch items quoted in the `monitor_ingest_rejected` line.
+const REJECTIONS_QUOTED: usize = 3;
+
+/// The Worker's vars a shop monitor reads (`None`: unset or blank).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShopVars<'a> {
+    pub alert_rules: Option<&'a str>,
+    pub cron_watch: Option<&'a str>,
+    pub twilio_weekly_budget_micros: Option<&'a str>,
+    pub ai_monthly_cap_micros: Option<&'a str>,
+}
+
+/// What one shop's monitor runs with. Bad vars never stop it: defaults are used instead and
+/// the problem is kept (logged at load, shown in the status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShopMonitorConfig {
+    pub monitor: MonitorConfig,
+    pub cron: CronConfig,
+    /// Why `ALERT_RULES` was rejected (the default rules are in force).
+    pub alert_rules_error: Option<String>,
+    /// `CRON_WATCH` / budget var problems (defaults or "unset" in force).
+    pub cron_errors: Vec<String>,
+}
+
+impl ShopMonitorConfig {
+    /// From the vars and the channels whose settings are present.
+    pub fn from_vars(vars: ShopVars, channels: Vec<Channel>) -> ShopMonitorConfig {
+        let (monitor, alert_rules_error) =
+            match MonitorConfig::from_alert_rules_json(vars.alert_rules.unwrap_or(""), channels.clone()) {
+                Ok(c) => (c, None),
+                Err(e) => (
+                    MonitorConfig { rules: RuleSet::default(), channels },
+                    Some(format!("ALERT_RULES rejected, defaults in force: {e}")),
+                ),
+            };
+        let (cron, cron_errors) =
+            CronConfig::from_vars(vars.cron_watch, vars.twilio_weekly_budget_micros, vars.ai_monthly_cap_micros);
+        ShopMonitorConfig { monitor, cron, alert_rules_error, cron_errors }
+    }
+}
+
+/// The stored parts, as the Durable Object read them (JSON text).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredParts<'a> {
+    /// `meta` key `snapshot`.
+    pub snapshot: Option<&'a str>,
+    /// `buckets.data`, in `start_ms` order.
+    pub buckets: &'a [String],
+    /// `meta` key `cron`.
+    pub cron: Option<&'a str>,
+}
+
+/// One log line for the Durable Object to print, as data. [`LogLine::to_line`] gives the JSON
+/// (`{"kind": ..., ...}`) the object has always printed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LogLine {
+    /// A var was rejected; defaults are in force. `var` names `ALERT_RULES`; the cron vars'
+    /// messages name their var themselves.
+    ConfigError {
+        shop: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        var: Option<&'static str>,
+        error: String,
+    },
+    /// A stored part could not be restored (the monitor starts fresh, or the cron state
+    /// starts empty when `part` is `cron`).
+    MonitorRestoreError {
+        shop: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        part: Option<&'static str>,
+        error: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        at_ms: Option<i64>,
+    },
+    /// Items of a batch were refused (the others were taken).
+    MonitorIngestRejected { shop: String, rejected: usize, accepted: usize, first: Vec<Rejection> },
+    /// What a cron check-in did.
+    CronCheckIn {
+        shop: String,
+        cron: String,
+        run_id: String,
+        /// `start` or `end`.
+        #[serde(rename = "type")]
+        check_in_type: &'static str,
+        effect: CheckInEffect,
+    },
+    /// A cron or business alert event, queued for `queued` channels.
+    CronAlert {
+        shop: String,
+        rule: String,
+        state: AlertState,
+        cron: Option<String>,
+        run_id: Option<String>,
+        severity: Severity,
+        dedup_key: String,
+        summary: String,
+        queued: usize,
+    },
+    /// The watchdog ran more than [`LOG_WATCHDOG_LAG_ABOVE_S`] after its due time.
+    CronWatchdogLag { shop: String, lag_s: u64 },
+    /// A rule's alert changed state.
+    AlertStateChange { shop: String, change: StateChange },
+    /// A delivery attempt failed (it is retried or dead-lettered by the outbox).
+    AlertDeliveryFailed { shop: String, delivery: u64, error: String },
+    /// An operator resumed AI.
+    AiResumed { shop: String },
+}
+
+impl LogLine {
+    /// The line to print: compact JSON with `kind` first.
+    pub fn to_line(&self) -> String {
+        serde_json::to_value(self).map(|v| v.to_string()).unwrap_or_default()
+    }
+}
+
+/// What a restore found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreOutcome {
+    /// Config problems, unreadable parts, then the watchdog's first evaluation.
+    pub lines: Vec<LogLine>,
+    /// `start_ms` of stored buckets that do not fit the ring (other width, outside it,
+    /// corrupt): delete them.
+    pub delete_buckets: Vec<i64>,
+}
+
+/// What one ingest did. Serializes as the ingest route's answer:
+/// `{"report": ..., "check_ins": [...], "rejected": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestOutcome {
+    pub report: IngestReport,
+    /// One effect per check-in, in batch order.
+    pub check_ins: Vec<CheckInEffect>,
+    /// The batch items refused by the parser.
+    pub rejected: Vec<Rejection>,
+    /// Whether the cron state changed (spend counted or check-ins taken).
+    #[serde(skip)]
+    pub cron_changed: bool,
+    #[serde(skip)]
+    pub lines: Vec<LogLine>,
+}
+
+/// What one alarm tick decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickOutcome {
+    /// The monitor's evaluation (its notifications are already queued).
+    pub evaluation: Evaluation,
+    /// Whether the watchdog's due time had come, so it evaluated.
+    pub watchdog_ran: bool,
+    /// How late the watchdog ran after its due time (0 when it did not run).
+    pub watchdog_lag_s: u64,
+    pub lines: Vec<LogLine>,
+}
+
+/// The cost jobs the scheduled handler asks the monitor to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostJob {
+    /// The weekly Twilio summary (`POST /cron/twilio-summary`).
+    TwilioSummary,
+    /// The daily AI check (`POST /cron/ai-check`).
+    AiCheck,
+}
+
+/// What a cost job did. Serializes as the job route's answer: `{"results": {...}}`, the
+/// figures for the job's summary line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CostJobOutcome {
+    pub results: Results,
+    #[serde(skip)]
+    pub lines: Vec<LogLine>,
+}
+
+/// `GET /ai/pause`'s answer: what the app's AI routes obey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AiPauseAnswer {
+    pub paused: bool,
+    pub since_ms: Option<i64>,
+    pub reason: Option<PauseReason>,
+}
+
+/// The status document: the monitor's and the cron side's, merged into one object. The
+/// Durable Object adds its own fields (`config_error`, `alarm_armed_at_ms`,
+/// `last_alarm_lag_ms`, `storage_bytes`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShopStatus {
+    #[serde(flatten)]
+    pub monitor: Status,
+    #[serde(flatten)]
+    pub cron: CronShopStatus,
+    pub cron_config_errors: Vec<String>,
+}
+
+/// One shop's monitor and cron watchdog (see the module doc).
+#[derive(Debug, Clone)]
+pub struct ShopMonitorCore {
+    monitor: Monitor,
+    cron: CronPersisted,
+    cron_config: CronConfig,
+    alert_rules_error: Option<String>,
+    cron_config_errors: Vec<String>,
+    /// The monitor snapshot changed since it was last stored.
+    snapshot_dirty: bool,
+    /// The cron state changed since it was last stored.
+    cron_dirty: bool,
+}
+
+impl ShopMonitorCore {
+    /// Rebuild from the stored parts as of `now_ms`. Never fails: an unreadable snapshot or
+    /// cron state is logged and started fresh, buckets that do not fit are skipped (and
+    /// listed for deletion), unreadable bucket rows are ignored. Then the watchdog evaluates
+    /// once (align it with the watch list, conclude what is due). Everything counts as
+    /// changed, so the first store writes all of it.
+    pub fn restore(
+        config: ShopMonitorConfig,
+        shop: &str,
+        stored: StoredParts,
+        now_ms: i64,
+    ) -> (ShopMonitorCore, RestoreOutcome) {
+        let mut lines = Vec::new();
+        let restore_error = |part: Option<&'static str>, error: String, at_ms: Option<i64>| {
+            LogLine::MonitorRestoreError { shop: shop.to_string(), part, error, at_ms }
+        };
+        if let Some(e) = &config.alert_rules_error {
+            lines.push(LogLine::ConfigError { shop: shop.to_string(), var: Some("ALERT_RULES"), error: e.clone() });
+        }
+        let snapshot = stored.snapshot.and_then(|s| match serde_json::from_str::<MonitorSnapshot>(s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                lines.push(restore_error(None, e.to_string(), None));
+                None
+            }
+        });
+        let buckets: Vec<BucketSnapshot> = stored.buckets.iter().filter_map(|b| serde_json::from_str(b).ok()).collect();
+        let mut delete_buckets = Vec::new();
+        let monitor = match Monitor::restore(config.monitor.clone(), shop, snapshot, &buckets, now_ms) {
+            Ok((m, report)) => {
+                delete_buckets.extend(report.skipped_buckets.iter().map(|(start_ms, _)| *start_ms));
+                m
+            }
+            Err(e) => {
+                lines.push(restore_error(None, e.to_string(), None));
+                Monitor::new(config.monitor, shop)
+            }
+        };
+        for e in &config.cron_errors {
+            lines.push(LogLine::ConfigError { shop: shop.to_string(), var: None, error: e.clone() });
+        }
+        let cron = match stored.cron.map(serde_json::from_str::<CronPersisted>) {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                lines.push(restore_error(Some("cron"), e.to_string(), Some(now_ms)));
+                CronPersisted::default()
+            }
+            None => CronPersisted::default(),
+        };
+        let mut core = ShopMonitorCore {
+            monitor,
+            cron,
+            cron_config: config.cron,
+            alert_rules_error: config.alert_rules_error,
+            cron_config_errors: config.cron_errors,
+            snapshot_dirty: true,
+            cron_dirty: true,
+        };
+        // Start (or resume) watching: align the watchdog with the watch list and conclude
+        // what is due, whether or not its due time has come.
+        core.run_watchdog(now_ms, &mut lines);
+        (core, RestoreOutcome { lines, delete_buckets })
+    }
+
+    pub fn shop(&self) -> &str {
+        self.monitor.shop()
+    }
+
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    pub fn cron_state(&self) -> &CronPersisted {
+        &self.cron
+    }
+
+    pub fn cron_config(&self) -> &CronConfig {
+        &self.cron_config
+    }
+
+    /// Why `ALERT_RULES` was rejected at load (the defaults are in force).
+    pub fn alert_rules_error(&self) -> Option<&str> {
+        self.alert_rules_error.as_deref()
+    }
+
+    /// A parsed batch as of `now_ms`: records go to the monitor's window and the spend
+    /// ledger, check-ins to the watchdog (and an End's results to the audit watch); alert
+    /// events they raise are queued in the outbox.
+    pub fn ingest(&mut self, batch: Parsed, now_ms: i64) -> IngestOutcome {
+        let Parsed { records, check_ins, rejected } = batch;
+        let mut lines = Vec::new();
+        if !rejected.is_empty() {
+            lines.push(LogLine::MonitorIngestRejected {
+                shop: self.shop().to_string(),
+                rejected: rejected.len(),
+                accepted: records.len(),
+                first: rejected.iter().take(REJECTIONS_QUOTED).cloned().collect(),
+            });
+        }
+        let report = self.monitor.ingest(&records, now_ms);
+        self.snapshot_dirty = true;
+        let counted = self.cron.record_spend(&records);
+        let mut effects = Vec::with_capacity(check_ins.len());
+        let mut events = Vec::new();
+        for ci in &check_ins {
+            let o = self.cron.check_in(&self.cron_config, ci, now_ms);
+            lines.push(LogLine::CronCheckIn {
+                shop: self.shop().to_string(),
+                cron: ci.cron.clone(),
+                run_id: ci.run_id.clone(),
+                check_in_type: if matches!(ci.kind, CheckInKind::Start) { "start" } else { "end" },
+                effect: o.effect,
+            });
+            effects.push(o.effect);
+            events.extend(o.events);
+        }
+        let cron_changed = counted > 0 || !check_ins.is_empty();
+        self.cron_dirty |= cron_changed;
+        lines.extend(self.notify(&events, now_ms));
+        IngestOutcome { report, check_ins: effects, rejected, cron_changed, lines }
+    }
+
+    /// The alarm's decisions at `now_ms`: evaluate the monitor's rules, and run the watchdog
+    /// when its due time has come (the alarm also wakes for the monitor alone). Deliveries are
+    /// separate: [`claim_due_deliveries`](Self::claim_due_deliveries) after storing.
+    pub fn tick(&mut self, now_ms: i64) -> TickOutcome {
+        let evaluation = self.monitor.evaluate(now_ms);
+        self.snapshot_dirty = true;
+        let mut lines: Vec<LogLine> = evaluation
+            .changes
+            .iter()
+            .map(|c| LogLine::AlertStateChange { shop: self.shop().to_string(), change: c.clone() })
+            .collect();
+        let watchdog_due = self.cron.next_due_ms(&self.cron_config);
+        let watchdog_ran = watchdog_due.is_some_and(|d| d <= now_ms);
+        let watchdog_lag_s = if watchdog_ran { self.run_watchdog(now_ms, &mut lines) } else { 0 };
+        TickOutcome { evaluation, watchdog_ran, watchdog_lag_s, lines }
+    }
+
+    /// The watchdog's evaluation: its events go to the outbox. Returns its lag.
+    fn run_watchdog(&mut self, now_ms: i64, lines: &mut Vec<LogLine>) -> u64 {
+        let outcome = self.cron.evaluate(&self.cron_config, now_ms);
+        self.cron_dirty = true;
+        if outcome.lag_s > LOG_WATCHDOG_LAG_ABOVE_S {
+            lines.push(LogLine::CronWatchdogLag { shop: self.shop().to_string(), lag_s: outcome.lag_s });
+        }
+        lines.extend(self.notify(&outcome.events, now_ms));
+        outcome.lag_s
+    }
+
+    /// Queue cron/business alert events in the monitor's outbox (every channel), one line each.
+    fn notify(&mut self, events: &[CronAlertEvent], now_ms: i64) -> Vec<LogLine> {
+        let mut lines = Vec::with_capacity(events.len());
+        for e in events {
+            let queued = self.monitor.notify_event(e, now_ms);
+            self.snapshot_dirty = true;
+            let shop = self.shop();
+            lines.push(LogLine::CronAlert {
+                shop: shop.to_string(),
+                rule: e.rule.clone(),
+                state: e.state,
+                cron: e.cron.clone(),
+                run_id: e.run_id.clone(),
+                severity: e.severity,
+                dedup_key: cron_dedup_key(shop, e),
+                summary: e.summary.clone(),
+                queued: queued.len(),
+            });
+        }
+        lines
+    }
+
+    /// The one alarm time: the earlier of the monitor's and the watchdog's next due time,
+    /// never before `now_ms` (a past due time means "now"); `None`: nothing to wake for.
+    pub fn next_due_ms(&self, now_ms: i64) -> Option<i64> {
+        let monitor_due = self.monitor.next_due_ms(now_ms);
+        let watchdog_due = self.cron.next_due_ms(&self.cron_config).map(|t| t.max(now_ms));
+        monitor_due.into_iter().chain(watchdog_due).min()
+    }
+
+    /// Outbox entries due at `now_ms`, leased to the caller (store first, then send).
+    pub fn claim_due_deliveries(&mut self, now_ms: i64) -> Vec<OutboxEntry> {
+        self.snapshot_dirty = true;
+        self.monitor.claim_due_deliveries(now_ms)
+    }
+
+    /// The delivery `id` was sent.
+    pub fn mark_delivery_sent(&mut self, id: u64) -> Result<(), MarkError> {
+        self.snapshot_dirty = true;
+        self.monitor.mark_delivery_sent(id)
+    }
+
+    /// The delivery `id` failed at `now_ms`.
+    pub fn mark_delivery_failed(&mut self, id: u64, now_ms: i64, error: &str) -> Result<FailOutcome, MarkError> {
+        self.snapshot_dirty = true;
+        self.monitor.mark_delivery_failed(id, now_ms, error)
+    }
+
+    /// Report what sending the claimed deliveries did (failures as of `now_ms`); one
+    /// `alert_delivery_failed` line per failure.
+    pub fn record_deliveries(&mut self, results: &[(u64, Result<(), String>)], now_ms: i64) -> Vec<LogLine> {
+        let mut lines = Vec::new();
+        for (id, result) in results {
+            match result {
+                Ok(()) => {
+                    let _ = self.mark_delivery_sent(*id);
+                }
+                Err(e) => {
+                    lines.push(LogLine::AlertDeliveryFailed {
+                        shop: self.shop().to_string(),
+                        delivery: *id,
+                        error: e.clone(),
+                    });
+                    let _ = self.mark_delivery_failed(*id, now_ms, e);
+                }
+            }
+        }
+        lines
+    }
+
+    /// `GET /ai/pause` as of `now_ms`.
+    pub fn ai_pause(&self, now_ms: i64) -> AiPauseAnswer {
+        let pause = self.cron.ai.pause.as_ref().filter(|_| self.cron.ai_paused(now_ms));
+        AiPauseAnswer { paused: pause.is_some(), since_ms: pause.map(|p| p.since_ms), reason: pause.map(|p| p.reason) }
+    }
+
+    /// The operator's resume: the resolve event is queued, the cron state changes.
+    pub fn ai_resume(&mut self, now_ms: i64) -> Result<Vec<LogLine>, ResumeError> {
+        let events = self.cron.ai_resume(&self.cron_config, now_ms)?;
+        self.cron_dirty = true;
+        let mut lines = self.notify(&events, now_ms);
+        lines.push(LogLine::AiResumed { shop: self.shop().to_string() });
+        Ok(lines)
+    }
+
+    /// Run a cost job: evaluate its projection, queue its alert, give the figures.
+    pub fn cost_job(&mut self, job: CostJob, now_ms: i64) -> CostJobOutcome {
+        let (results, events) = match job {
+            CostJob::TwilioSummary => self.cron.twilio_summary(&self.cron_config, now_ms),
+            CostJob::AiCheck => self.cron.ai_check(&self.cron_config, now_ms),
+        };
+        self.cron_dirty = true;
+        let lines = self.notify(&events, now_ms);
+        CostJobOutcome { results, lines }
+    }
+
+    /// The status document as of `now_ms` (without the Durable Object's own fields).
+    pub fn status(&self, now_ms: i64) -> ShopStatus {
+        ShopStatus {
+            monitor: self.monitor.status(now_ms),
+            cron: self.cron.status(&self.cron_config, now_ms),
+            cron_config_errors: self.cron_config_errors.clone(),
+        }
+    }
+
+    // ---- Persistence: what to store, and what was stored. ----
+
+    /// Closed buckets to write (upsert by `start_ms`), then
+    /// [`mark_buckets_persisted`](Self::mark_buckets_persisted) with the keys written.
+    pub fn dirty_closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
+        self.monitor.dirty_closed_buckets(now_ms)
+    }
+
+    pub fn mark_buckets_persisted(&mut self, keys: &[BucketKey]) {
+        self.monitor.mark_buckets_persisted(keys);
+    }
+
+    /// Stored buckets starting before this instant are outside the ring: delete them.
+    pub fn bucket_retention_start_ms(&self, now_ms: i64) -> i64 {
+        self.monitor.bucket_retention_start_ms(now_ms)
+    }
+
+    /// The monitor snapshot (`meta` key `snapshot`) when it changed since it was last
+    /// stored; then [`mark_snapshot_persisted`](Self::mark_snapshot_persisted).
+    pub fn snapshot(&self) -> Option<MonitorSnapshot> {
+        self.snapshot_dirty.then(|| self.monitor.snapshot())
+    }
+
+    pub fn mark_snapshot_persisted(&mut self) {
+        self.snapshot_dirty = false;
+    }
+
+    /// The cron state (`meta` key `cron`) when it changed since it was last stored; then
+    /// [`mark_cron_persisted`](Self::mark_cron_persisted).
+    pub fn cron_snapshot(&self) -> Option<&CronPersisted> {
+        self.cron_dirty.then_some(&self.cron)
+    }
+
+    pub fn mark_cron_persisted(&mut self) {
+        self.cron_dirty = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+//! The shop monitor core driven like the Durable Object drives it, with a fake clock: restore
+//! from stored parts, ingest, alarm ticks at `next_due_ms`, deliveries, the status document,
+//! AI pause/resume and cost jobs, and which stored parts each call changes.
+
+use chrono::DateTime;
+use serde_json::json;
+
+use super::*;
+use crate::cron::CronCheckIn;
+use crate::monitor::Channel;
+use crate::record::{CostMicros, RequestRecord};
+
+/// 2026-05-09T12:00:00Z
+const T0: i64 = 1_778_328_000_000;
+/// 2026-05-10T07:00:00Z, the first slot of the daily cron after T0.
+const SLOT: i64 = 1_778_396_400_000;
+/// The slot plus the default 30 min grace: when `cron_missed` fires.
+const MISSED_AT: i64 = SLOT + 1_800_000;
+const DAILY: &str = r#"[{"cron":"daily_reconciliation","schedule":"0 7 * * *"}]"#;
+
+fn config(cron_watch: Option<&str>, ai_cap: Option<&str>) -> ShopMonitorConfig {
+    let vars = ShopVars { cron_watch, ai_monthly_cap_micros: ai_cap, ..ShopVars::default() };
+    ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook])
+}
+
+/// A freshly loaded core (nothing stored) with everything marked stored.
+fn loaded(config: ShopMonitorConfig, now_ms: i64) -> ShopMonitorCore {
+    let (mut core, outcome) = ShopMonitorCore::restore(config, "swicked", StoredParts::default(), now_ms);
+    assert_eq!(outcome, RestoreOutcome::default());
+    store(&mut core, now_ms);
+    core
+}
+
+/// What the Durable Object's store step does: write what changed, mark it written. Returns
+/// which parts were written: (buckets, snapshot, cron).
+fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
+    let buckets = core.dirty_closed_buckets(now_ms);
+    let keys: Vec<_> = buckets.iter().map(|b| b.key()).collect();
+    core.mark_buckets_persisted(&keys);
+    let snapshot = core.snapshot().is_some();
+    core.mark_snapshot_persisted();
+    let cron = core.cron_snapshot().is_some();
+    core.mark_cron_persisted();
+    (buckets.len(), snapshot, cron)
+}
+
+fn record(id: &str, ts_ms: i64, claude_micros: u64) -> RequestRecord {
+    let mut r = RequestRecord::start(DateTime::from_timestamp_millis(ts_ms).unwrap(), id.into(), "GET", "/", "0.1.0");
+    r.shop = Some("swicked".into());
+    r.status = 200;
+    r.ms = 12.0;
+    r.cost_micros = CostMicros { twilio: 0, claude: claude_micros };
+    r
+}
+
+fn batch(records: Vec<RequestRecord>, check_ins: Vec<CronCheckIn>) -> Parsed {
+    Parsed { records, check_ins, rejected: Vec::new() }
+}
+
+fn start(at_ms: i64) -> CronCheckIn {
+    CronCheckIn {
+        cron: "daily_reconciliation".into(),
+        run_id: "cron_d_2026_05_10".into(),
+        scheduled_ms: SLOT,
+        kind: CheckInKind::Start,
+        at_ms,
+    }
+}
+
+fn kinds(lines: &[LogLine]) -> Vec<String> {
+    lines.iter().map(|l| serde_json::to_value(l).unwrap()["kind"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
+    let vars = ShopVars {
+        alert_rules: Some("{"),
+        cron_watch: Some("[{"),
+        twilio_weekly_budget_micros: Some("$12"),
+        ai_monthly_cap_micros: None,
+    };
+    let cfg = ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]);
+    assert_eq!(cfg.monitor.rules, RuleSet::default(), "the default rules are in force");
+    let buckets = vec!["not a bucket".to_string()];
+    let stored = StoredParts { snapshot: Some("not json"), buckets: &buckets, cron: Some(r#"{"watchdog":5}"#) };
+    let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
+    assert_eq!(
+        kinds(&outcome.lines),
+        ["config_error", "monitor_restore_error", "config_error", "config_error", "monitor_restore_error"]
+    );
+    let lines: Vec<serde_json::Value> =
+        outcome.lines.iter().map(|l| serde_json::from_str(&l.to_line()).unwrap()).collect();
+    assert_eq!(
+        lines[0],
+        json!({"kind": "config_error", "shop": "swicked", "var": "ALERT_RULES",
+               "error": "ALERT_RULES rejected, defaults in force: ALERT_RULES is not valid JSON: EOF while parsing an object at line 1 column 1"})
+    );
+    assert_eq!(lines[1]["shop"], "swicked");
+    assert!(lines[1].get("part").is_none() && lines[1].get("at_ms").is_none(), "{}", lines[1]);
+    assert!(lines[2]["error"].as_str().unwrap().starts_with("CRON_WATCH is not valid JSON"), "{}", lines[2]);
+    assert!(lines[2].get("var").is_none());
+    assert_eq!((&lines[4]["part"], &lines[4]["at_ms"]), (&json!("cron"), &json!(T0)));
+    assert!(outcome.delete_buckets.is_empty(), "unreadable rows are ignored, not deleted");
+    assert_eq!(core.alert_rules_error(), Some(lines[0]["error"].as_str().unwrap()));
+    assert_eq!(core.status(T0).cron_config_errors.len(), 2);
+    // Everything is written at load, then nothing until something changes.
+    assert_eq!(store(&mut core, T0), (0, true, true));
+    assert_eq!(store(&mut core, T0), (0, false, false));
+}
+
+#[test]
+fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
+    let mut core = loaded(config(Some(DAILY), Some("5000000")), T0);
+    let records: Vec<_> = (0..5).map(|i| record(&format!("req_{i}"), T0 + i * 1000, 1_000)).collect();
+    core.ingest(batch(records, vec![]), T0 + 5_000);
+    core.tick(T0 + 20_000);
+    let buckets: Vec<String> =
+        core.dirty_closed_buckets(T0 + 20_000).iter().map(|b| serde_json::to_string(b).unwrap()).collect();
+    assert_eq!(buckets.len(), 1);
+    let mut other_width: serde_json::Value = serde_json::from_str(&buckets[0]).unwrap();
+    other_width["bucket_s"] = json!(5);
+    other_width["start_ms"] = json!(T0 + 5_000);
+    let mut rows = buckets.clone();
+    rows.push(other_width.to_string());
+    let snapshot = serde_json::to_string(&core.snapshot().unwrap()).unwrap();
+    let cron = serde_json::to_string(core.cron_snapshot().unwrap()).unwrap();
+
+    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron) };
+    let cfg = config(Some(DAILY), Some("5000000"));
+    let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
+    assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
+    assert_eq!(outcome.delete_buckets, vec![T0 + 5_000], "the bucket of another width goes");
+    assert_eq!(back.monitor().counters(), core.monitor().counters());
+    assert_eq!(back.cron_state().spend, core.cron_state().spend);
+    let (a, b) = (
+        serde_json::to_value(back.status(T0 + 20_000)).unwrap(),
+        serde_json::to_value(core.status(T0 + 20_000)).unwrap(),
+    );
+    assert_eq!(a["windows"], b["windows"]);
+    assert_eq!(a["costs"], b["costs"]);
+}
+
+#[test]
+fn ingest_takes_records_and_check_ins_and_changes_the_cron_state_only_when_it_must() {
+    let mut core = loaded(config(Some(DAILY), None), T0);
+    // Request traffic alone: the snapshot changes, the cron state does not.
+    let o = core.ingest(batch(vec![record("req_a", T0, 0), record("req_b", T0, 0)], vec![]), T0 + 1);
+    assert_eq!((o.report.accepted, o.cron_changed), (2, false));
+    assert!(o.lines.is_empty());
+    assert_eq!(store(&mut core, T0 + 1), (0, true, false));
+    // Spend to count: the cron state changes; the same batch again (a retry) does not.
+    let costly = || batch(vec![record("req_c", T0, 4_000)], vec![]);
+    assert!(core.ingest(costly(), T0 + 2).cron_changed);
+    assert_eq!(store(&mut core, T0 + 2), (0, true, true));
+    assert!(!core.ingest(costly(), T0 + 3).cron_changed);
+    assert_eq!(store(&mut core, T0 + 3), (0, true, false));
+    // A check-in: the watchdog's effect is answered and logged.
+    let o = core.ingest(batch(vec![], vec![start(SLOT + 1_000)]), SLOT + 1_000);
+    assert!(o.cron_changed);
+    assert_eq!(o.check_ins, vec![CheckInEffect::Recorded { slot_ms: Some(SLOT) }]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&o.lines[0].to_line()).unwrap(),
+        json!({"kind": "cron_check_in", "shop": "swicked", "cron": "daily_reconciliation",
+               "run_id": "cron_d_2026_05_10", "type": "start", "effect": {"effect": "recorded", "slot_ms": SLOT}})
+    );
+    assert_eq!(store(&mut core, SLOT + 1_000), (0, true, true));
+}
+
+#[test]
+fn rejected_items_are_logged_and_answered() {
+    let mut core = loaded(config(None, None), T0);
+    let rejected: Vec<Rejection> =
+        (0..4).map(|index| Rejection { list: "records", index, reason: "not a request record".into() }).collect();
+    let o = core.ingest(Parsed { records: vec![record("req_a", T0, 0)], check_ins: vec![], rejected }, T0);
+    let line = serde_json::to_value(&o.lines[0]).unwrap();
+    assert_eq!(
+        (&line["kind"], &line["rejected"], &line["accepted"]),
+        (&json!("monitor_ingest_rejected"), &json!(4), &json!(1))
+    );
+    assert_eq!(line["first"].as_array().unwrap().len(), 3);
+    // The route's answer: report, check-in effects and the rejected items, nothing else.
+    let answer = serde_json::to_value(&o).unwrap();
+    let keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["check_ins", "rejected", "report"]);
+    assert_eq!(answer["report"]["accepted"], 1);
+    assert_eq!(answer["rejected"][3]["index"], 3);
+}
+
+#[test]
+fn the_alarm_is_the_earliest_due_time_of_the_monitor_and_the_watchdog() {
+    let mut core = loaded(config(Some(DAILY), None), T0);
+    let watchdog_due = core.cron_state().next_due_ms(core.cron_config()).expect("a watched cron");
+    assert_eq!(watchdog_due, MISSED_AT);
+    // Idle monitor: the watchdog's due time alone.
+    assert_eq!(core.monitor().next_due_ms(T0), None);
+    assert_eq!(core.next_due_ms(T0), Some(watchdog_due));
+    // New records: the monitor wants an evaluation now.
+    core.ingest(batch(vec![record("req_a", T0, 0)], vec![]), T0);
+    assert_eq!(core.next_due_ms(T0), Some(T0));
+    core.tick(T0);
+    let monitor_due = core.monitor().next_due_ms(T0).expect("the open bucket must close and be stored");
+    assert!(monitor_due < watchdog_due);
+    assert_eq!(core.next_due_ms(T0), Some(monitor_due));
+    // A watchdog due time already past means now.
+    let late = MISSED_AT + 3_600_000;
+    let mut idle = loaded(config(Some(DAILY), None), T0);
+    assert_eq!(idle.next_due_ms(late), Some(late));
+    // Nothing watched, nothing ingested: no alarm.
+    idle = loaded(config(None, None), T0);
+    assert_eq!(idle.next_due_ms(T0), None);
+}
+
+#[test]
+fn ticks_at_next_due_run_the_watchdog_only_when_due_and_deliver_its_alerts() {
+    let mut core = loaded(config(Some(DAILY), None), T0);
+    // An alarm for the monitor alone (before the watchdog's due time) leaves the cron state.
+    let early = core.tick(T0 + 3_600_000);
+    assert!(!early.watchdog_ran);
+    assert!(early.lines.is_empty());
+    assert_eq!(store(&mut core, T0 + 3_600_000), (0, true, false));
+    // Step the fake clock from alarm to alarm: the missed slot fires exactly at its deadline.
+    let now = core.next_due_ms(T0 + 3_600_000).unwrap();
+    assert_eq!(now, MISSED_AT);
+    let t = core.tick(now);
+    assert!(t.watchdog_ran);
+    assert_eq!(t.watchdog_lag_s, 0);
+    assert_eq!(kinds(&t.lines), ["cron_alert"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&t.lines[0].to_line()).unwrap(),
+        json!({"kind": "cron_alert", "shop": "swicked", "rule": "cron_missed", "state": "firing",
+               "cron": "daily_reconciliation", "run_id": "cron_d_2026_05_10", "severity": "critical",
+               "dedup_key": format!("swicked:cron_missed:daily_reconciliation:{MISSED_AT}"),
+               "summary": serde_json::to_value(&t.lines[0]).unwrap()["summary"], "queued": 1})
+    );
+    assert_eq!(store(&mut core, now), (0, true, true));
+    // The event went to the monitor's outbox: claim, fail once, retry later.
+    let due = core.claim_due_deliveries(now);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].notification.rule, "cron_missed");
+    let lines = core.record_deliveries(&[(due[0].id, Err("webhook answered 503".into()))], now + 100);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&lines[0].to_line()).unwrap(),
+        json!({"kind": "alert_delivery_failed", "shop": "swicked", "delivery": due[0].id, "error": "webhook answered 503"})
+    );
+    let retry = core.next_due_ms(now + 100).unwrap();
+    assert!(retry > now + 100 && retry < now + 60_000, "the outbox's backoff, not the next slot: {retry}");
+    let again = core.claim_due_deliveries(retry);
+    assert_eq!(again.len(), 1);
+    assert!(core.record_deliveries(&[(again[0].id, Ok(()))], retry).is_empty());
+    assert_eq!(core.monitor().outbox().sent_total, 1);
+    // The next day's alarm wakes five minutes late: the lag is logged (and nothing pages).
+    let next = core.next_due_ms(retry).unwrap();
+    assert_eq!(next, MISSED_AT + 86_400_000);
+    let t = core.tick(next + 300_000);
+    assert_eq!((t.watchdog_ran, t.watchdog_lag_s), (true, 300));
+    assert_eq!(
+        serde_json::to_value(&t.lines).unwrap(),
+        json!([{"kind": "cron_watchdog_lag", "shop": "swicked", "lag_s": 300}])
+    );
+}
+
+#[test]
+fn rule_state_changes_are_logged_by_the_tick() {
+    let alert_rules = r#"{"bucket_s":1,"http_5xx_rate":{"window_s":5,"for_s":0,"min_requests":1}}"#;
+    let vars = ShopVars { alert_rules: Some(alert_rules), ..ShopVars::default() };
+    let mut core = loaded(ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]), T0);
+    let mut r = record("req_err", T0, 0);
+    r.status = 503;
+    core.ingest(batch(vec![r], vec![]), T0);
+    let t = core.tick(T0 + 1);
+    assert!(!t.watchdog_ran);
+    assert_eq!(t.evaluation.changes.len(), 1);
+    let line = serde_json::to_value(&t.lines[0]).unwrap();
+    assert_eq!((&line["kind"], &line["shop"]), (&json!("alert_state_change"), &json!("swicked")));
+    assert_eq!((&line["change"]["rule"], &line["change"]["to"]), (&json!("http_5xx_rate"), &json!("firing")));
+    assert_eq!(core.claim_due_deliveries(T0 + 1).len(), 1);
+}
+
+#[test]
+fn status_is_the_monitor_and_cron_documents_merged() {
+    let mut core = loaded(config(Some(DAILY), None), T0);
+    core.ingest(batch(vec![record("req_a", T0, 0)], vec![]), T0);
+    let now = T0 + 5_000;
+    let v = serde_json::to_value(core.status(now)).unwrap();
+    // What the Durable Object merged by hand before: the monitor's object, extended by the
+    // cron side's, plus the cron config errors.
+    let mut expected = serde_json::to_value(core.monitor().status(now)).unwrap();
+    let cron = serde_json::to_value(core.cron_state().status(core.cron_config(), now)).unwrap();
+    let obj = expected.as_object_mut().unwrap();
+    obj.extend(cron.as_object().unwrap().clone());
+    obj.insert("cron_config_errors".into(), json!([]));
+    assert_eq!(v, expected);
+    for key in ["shop", "rules", "outbox", "counters", "watchdog", "crons", "audit_chain", "costs"] {
+        assert!(v.get(key).is_some(), "{key}");
+    }
+    for edge_only in ["config_error", "alarm_armed_at_ms", "last_alarm_lag_ms", "storage_bytes"] {
+        assert!(v.get(edge_only).is_none(), "{edge_only} is the Durable Object's");
+    }
+    assert_eq!(v["crons"][0]["cron"], "daily_reconciliation");
+}
+
+#[test]
+fn ai_pause_resume_and_cost_jobs() {
+    // 2026-05-20 06:30: $4 spent this month projects over a $5 cap.
+    let t = 1_779_258_600_000;
+    let mut core = loaded(config(None, Some("5000000")), t);
+    assert!(core.ingest(batch(vec![record("req_a", t - 86_400_000, 4_000_000)], vec![]), t).cron_changed);
+    store(&mut core, t);
+    let not_paused = json!({"paused": false, "since_ms": null, "reason": null});
+    assert_eq!(serde_json::to_value(core.ai_pause(t)).unwrap(), not_paused);
+    assert_eq!(core.ai_resume(t), Err(ResumeError::NotPaused));
+    assert_eq!(store(&mut core, t), (0, false, false), "a refused resume changes nothing");
+
+    let job = core.cost_job(CostJob::AiCheck, t);
+    assert_eq!(job.results.get_bool("ai_paused"), Some(true));
+    assert_eq!(kinds(&job.lines), ["cron_alert"]);
+    let answer = serde_json::to_value(&job).unwrap();
+    assert_eq!(answer.as_object().unwrap().len(), 1, "{answer}");
+    assert_eq!(answer["results"]["ai_spent_month_micros"], 4_000_000);
+    assert_eq!(store(&mut core, t), (0, true, true));
+    assert_eq!(
+        serde_json::to_value(core.ai_pause(t + 1)).unwrap(),
+        json!({"paused": true, "since_ms": t, "reason": "projected_over_cap"})
+    );
+
+    let lines = core.ai_resume(t + 86_400_000).unwrap();
+    assert_eq!(kinds(&lines), ["cron_alert", "ai_resumed"]);
+    assert_eq!(serde_json::to_value(&lines[0]).unwrap()["state"], "resolved");
+    assert_eq!(lines[1].to_line(), r#"{"kind":"ai_resumed","shop":"swicked"}"#);
+    assert_eq!(store(&mut core, t + 86_400_000), (0, true, true));
+    assert_eq!(serde_json::to_value(core.ai_pause(t + 86_400_001)).unwrap(), not_paused);
+    // Both alerts went to the outbox.
+    assert_eq!(core.claim_due_deliveries(t + 86_400_001).len(), 2);
+
+    let twilio = core.cost_job(CostJob::TwilioSummary, t);
+    assert!(twilio.lines.is_empty());
+    assert_eq!(twilio.results.get_i64("twilio_spent_week_micros"), Some(0));
+    assert!(store(&mut core, t).2, "a cost job always updates its watch");
+}
