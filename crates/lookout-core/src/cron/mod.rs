@@ -80,7 +80,7 @@ pub const TWILIO_CLEAR_PERCENT: u64 = 100;
 pub const MIN_PROJECTION_ELAPSED_MS: i64 = 86_400_000;
 
 /// Everything this module keeps between calls, as one JSON document for the object's storage.
-/// The calls the Durable Object makes on it are in shop.rs.
+/// The calls made on it (by `core::shop_monitor`, for the Durable Object) are in shop.rs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CronPersisted {
     pub watchdog: Watchdog,

@@ -870,7 +870,7 @@ fn every_configured_schedule_runs_clean_and_a_skipped_slot_fires_once() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The shop driver (shop.rs): what the Durable Object calls, with a fake clock.
+// The shop driver (shop.rs): what ShopMonitorCore calls, with a fake clock.
 // ---------------------------------------------------------------------------------------
 
 fn cfg(json: &str, twilio: Option<u64>, ai: Option<u64>) -> CronConfig {
