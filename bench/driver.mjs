@@ -25,7 +25,7 @@ function requestId(n) {
   return "req_" + s;
 }
 
-// A line with every field the Worker writes (src/core/record.rs), latency-like `ms`.
+// A line with every field the Worker writes (crates/lookout-core/src/record.rs), latency-like `ms`.
 function recordLine(shop, seq, tsIso) {
   const slow = seq % 50 === 0;
   return JSON.stringify({

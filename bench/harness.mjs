@@ -110,15 +110,15 @@ function nativePhase() {
   let core = [];
   if (SMOKE) {
     // Criterion's test mode: every benchmark runs once (debug build), nothing is timed.
-    cargo(["test", "--quiet", "--bench", "core"]);
+    cargo(["test", "--quiet", "-p", "lookout-core", "--bench", "core"]);
   } else {
-    cargo(["bench", "--quiet", "--bench", "core"]);
+    cargo(["bench", "--quiet", "-p", "lookout-core", "--bench", "core"]);
     core = CRITERION.map(([id, what, per]) => {
       const est = JSON.parse(fs.readFileSync(path.join(targetDir, "criterion", id, "new/estimates.json"), "utf8"));
       return { id, what, ns: est.median.point_estimate / per, lo: est.median.confidence_interval.lower_bound / per, hi: est.median.confidence_interval.upper_bound / per };
     });
   }
-  const out = SMOKE ? cargo(["test", "--quiet", "--bench", "figures", "--", "--smoke"]) : cargo(["bench", "--quiet", "--bench", "figures"]);
+  const out = SMOKE ? cargo(["test", "--quiet", "-p", "lookout-core", "--bench", "figures", "--", "--smoke"]) : cargo(["bench", "--quiet", "-p", "lookout-core", "--bench", "figures"]);
   const line = out.split("\n").find((l) => l.startsWith("FIGURES "));
   if (!line) throw new Error("figures bench printed no FIGURES line");
   return { core, figures: JSON.parse(line.slice("FIGURES ".length)) };

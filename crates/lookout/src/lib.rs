@@ -23,8 +23,6 @@
 //! Workers runtime. It compiles natively too (so adopters can `cargo test` their pure code), but only runs
 //! in a Worker.
 
-
-
 pub mod ai_guard;
 pub mod clock;
 pub mod cron;

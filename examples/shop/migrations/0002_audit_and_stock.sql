@@ -1,6 +1,6 @@
 -- Issue 4: the hash-chained audit log and the stock the daily reconciliation checks.
 
--- One hash chain per shop (see src/core/audit.rs): `prev_hash` is the shop's previous row's
+-- One hash chain per shop (see crates/lookout-core/src/audit/): `prev_hash` is the shop's previous row's
 -- `hash` (64 zeros for its first row); `hash` = sha256(prev_hash || "\n" || canonical JSON of
 -- {build_version, content, id}). `content` holds the event as canonical JSON (ids, amounts,
 -- labels; never customer text). Rows are only ever appended.
