@@ -97,7 +97,7 @@ WITH base AS (
   FROM range({lo}, {hi}) r(i)
 ), r AS (
   SELECT b.*, ro.tpl, ro.method, ro.d1, ro.sig, ro.base, ro.svc,
-         start_ms() + d * 86400000 + floor(u(i, 'time') * 86400000)::BIGINT AS ts_ms
+         start_ms() + d::BIGINT * 86400000 + floor(u(i, 'time') * 86400000)::BIGINT AS ts_ms
   FROM base b JOIN routes ro ON b.ur >= ro.lo AND b.ur < ro.hi
 ), r2 AS (
   SELECT r.*, build_k(s, ts_ms) AS k,
@@ -195,23 +195,23 @@ OTHER_SQL = """
 WITH sd AS (SELECT (i % n_shops())::INT AS s, (i // n_shops())::INT AS d, i FROM range(0, {shop_days}) r(i)),
 crons AS (
   SELECT s, d, i, c.name, c.code, c.minute,
-         start_ms() + d * 86400000 + c.minute * 60000 + (hash(i, c.name) % 20000)::BIGINT AS ts_ms,
+         start_ms() + d::BIGINT * 86400000 + c.minute * 60000 + (hash(i, c.name) % 20000)::BIGINT AS ts_ms,
          u(i, c.name || 'err') < 0.02 AS failed
   FROM sd, (VALUES ('daily_ai_check', 'ai', 390), ('daily_reconciliation', 'd', 420), ('weekly_twilio_summary', 'w', 540)) c(name, code, minute)
-  WHERE c.name <> 'weekly_twilio_summary' OR dayofweek(epoch_ms(start_ms() + d * 86400000)) = 4
+  WHERE c.name <> 'weekly_twilio_summary' OR dayofweek(epoch_ms(start_ms() + d::BIGINT * 86400000)) = 4
 ), cron_lines AS (
   SELECT ts_ms AS event_ms, 'scheduled' AS etype,
     to_json({{ts: ts_text(ts_ms), cron: name, run_id: 'cron_' || code || '_' || strftime(epoch_ms(ts_ms), '%Y_%m_%d'), shop: slug(s),
       ms: (200 + hash(i, name) % 9000)::BIGINT,
-      results: CASE name WHEN 'daily_reconciliation' THEN json_object('sales_reconciled', 40 + hash(i) % 30, 'audit_chain_verified', true, 'audit_chain_length', 10000 + d * 50)
-                         WHEN 'daily_ai_check' THEN json_object('ai_spent_month_micros', 1000000 + d * 12000, 'ai_paused', false)
+      results: CASE name WHEN 'daily_reconciliation' THEN json_object('sales_reconciled', 40 + hash(i) % 30, 'audit_chain_verified', true, 'audit_chain_length', 10000 + d::BIGINT * 50)
+                         WHEN 'daily_ai_check' THEN json_object('ai_spent_month_micros', 1000000 + d::BIGINT * 12000, 'ai_paused', false)
                          ELSE json_object('twilio_spent_week_micros', 300000 + hash(i) % 100000) END,
       errors: CASE WHEN failed THEN json_array(json_object('class', 'D1Error', 'message', 'D1_ERROR: [redacted] timed out')) ELSE json_array() END,
       d1_queries: 3, d1_slowest: {{sql: 'SELECT id, prev_hash, hash, content, build_version FROM audit_events WHERE shop = ? AND id > ? ORDER BY id LIMIT ?', ms: 41.0}},
       build_version: (SELECT v FROM builds WHERE builds.k = build_k(s, ts_ms))}})::VARCHAR AS line
   FROM crons
 ), incidents AS (
-  SELECT s, d, i, start_ms() + d * 86400000 + (hash(i, 'inc') % 80000000)::BIGINT AS t0,
+  SELECT s, d, i, start_ms() + d::BIGINT * 86400000 + (hash(i, 'inc') % 80000000)::BIGINT AS t0,
          CASE WHEN u(i, 'rule') < 0.7 THEN 'http_5xx_rate' ELSE 'd1_p95' END AS rule
   FROM sd WHERE u(i, 'incident') < 0.03
 ), alert_lines AS (
@@ -249,7 +249,7 @@ def write_objects(con, select, out, tag, hours=1):
     return len(parts)
 
 
-def generate(out, shops, days, per_day, start, log=print, threads=None, build_days=3, hours=1):
+def generate(out, shops, days, per_day, start, log=print, threads=None, build_days=3, hours=1, from_day=0):
     """Write the archive; returns {requests, objects, bytes, seconds}."""
     t0 = time.monotonic()
     os.makedirs(out, exist_ok=True)
@@ -262,7 +262,7 @@ def generate(out, shops, days, per_day, start, log=print, threads=None, build_da
     objects = 0
     # One day of all shops at a time bounds memory; each day's COPY runs on all cores.
     per_chunk = shops * per_day
-    for d in range(days):
+    for d in range(from_day, days):
         lo, hi = d * per_chunk, min((d + 1) * per_chunk, total)
         req = REQUESTS_SQL.format(lo=lo, hi=hi, new_k=NEW_CLASS_BUILD, fixed_k=FIXED_CLASS_BUILD)
         objects += write_objects(con, EVENT_SQL.format(requests=req, hours=hours), out, f"req{d}", hours)
@@ -281,8 +281,10 @@ def main(argv=None):
     p.add_argument("--start", default="2026-04-01", help="first day (UTC)")
     p.add_argument("--build-days", type=int, default=3, help="days between builds (default 3)")
     p.add_argument("--hours", type=int, default=1, help="hours per archive object (default 1)")
+    p.add_argument("--from-day", type=int, default=0, help="resume: write the requests of days from this index on")
     a = p.parse_args(argv)
-    r = generate(a.out, a.shops, a.days, a.per_day, dt.date.fromisoformat(a.start), build_days=a.build_days, hours=a.hours)
+    r = generate(a.out, a.shops, a.days, a.per_day, dt.date.fromisoformat(a.start), build_days=a.build_days, hours=a.hours,
+                 from_day=a.from_day)
     print(r)
     return 0
 
