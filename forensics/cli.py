@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,9 +39,21 @@ def fmt_ts(v):
     return "-" if v is None else str(v).replace("T", " ").replace("Z", "")[:23] + "Z"
 
 
+def cell(v):
+    if v is None:
+        return "-"
+    if isinstance(v, list):
+        return ", ".join(str(x) for x in v)
+    return str(v)
+
+
+def plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def table(rows, cols, out):
     """A plain text table of `rows` (dicts) with `cols` [(key, header)]."""
-    cells = [[h for _, h in cols]] + [["-" if r.get(k) is None else str(r.get(k)) for k, _ in cols] for r in rows]
+    cells = [[h for _, h in cols]] + [[cell(r.get(k)) for k, _ in cols] for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
     for n, c in enumerate(cells):
         out.append("  " + "  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
@@ -89,7 +102,7 @@ def print_why(r):
         out.append(f"D1: {d1['queries']} queries; slowest {fmt_ms(s['ms'])}")
         out.append(f"  {s['sql']}")
         if t.get("n"):
-            out.append(f"  that signature in this shop that day: {t['n']} requests, p50 {fmt_ms(t['p50_ms'])}, p95 {fmt_ms(t['p95_ms'])}")
+            out.append(f"  that signature in this shop that day: {plural(t['n'], 'request')}, p50 {fmt_ms(t['p50_ms'])}, p95 {fmt_ms(t['p95_ms'])}")
         if d1["n_plus_one"]:
             out.append(f"  N+1: {d1['n_plus_one']['count']} x {d1['n_plus_one']['signature']}")
     else:
@@ -122,7 +135,7 @@ def print_why(r):
         out.append(f"  other shops with it ({len(others)}): " + (", ".join(f"{o['shop']} ({o['n']})" for o in others[:12]) or "none")
                    + (" ..." if len(others) > 12 else ""))
         at = h["all_time"] or {}
-        out.append(f"  all time: {at.get('n')} occurrences in {at.get('shops')} shops")
+        out.append(f"  all time: {plural(at.get('n') or 0, 'occurrence')} in {plural(at.get('shops') or 0, 'shop')}")
     return "\n".join(out)
 
 
@@ -151,8 +164,8 @@ def print_first_seen(r):
 
 
 def print_customer_builds(r):
-    out = [f"customer {r['customer_id']}: {len(r['builds'])} builds over {sum(b['rows'] for b in r['builds'])} audit rows "
-           f"(of {r['audit_rows']} in {r['export']})"]
+    out = [f"customer {r['customer_id']}: {plural(len(r['builds']), 'build')} over {plural(sum(b['rows'] for b in r['builds']), 'audit row')} "
+           f"(of {r['audit_rows']} in the export)"]
     table(r["builds"], [("build_version", "build"), ("rows", "rows"), ("first_ts", "first"), ("last_ts", "last"),
                         ("shops", "shops"), ("actions", "actions")], out)
     return "\n".join(out)
@@ -165,7 +178,7 @@ def print_slow(r):
     out = []
     if "route" in r:
         s = r["summary"]
-        out.append(f"route {r['route']}, {head}: {s['n']} requests, p50 {fmt_ms(s['p50_ms'])}, p95 {fmt_ms(s['p95_ms'])}, "
+        out.append(f"route {r['route']}, {head}: {plural(s['n'], 'request')}, p50 {fmt_ms(s['p50_ms'])}, p95 {fmt_ms(s['p95_ms'])}, "
                    f"p99 {fmt_ms(s['p99_ms'])}, max {fmt_ms(s['max_ms'])}, {s['errors']} errors")
         out.append("  slowest requests:")
         table(r["slowest_requests"], [("request_id", "request"), ("ts", "when"), ("shop", "shop"), ("status", "status"),
@@ -207,6 +220,7 @@ def d1_local_export(state=None):
 
 
 def main(argv=None):
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `scripts/forensics errors | head` ends quietly
     p = argparse.ArgumentParser(prog="scripts/forensics", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Archive: --archive or LOOKOUT_ARCHIVE (a folder, or r2://bucket/prefix); "
