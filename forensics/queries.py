@@ -164,7 +164,7 @@ def class_history(st, error_class, shop, days):
     con = st.con
     rel = st.relation("error_rollup")
     first = one(con, f"SELECT first_ts, build_version, shop, first_request_id, source FROM {rel} "
-                     f"WHERE error_class = ? ORDER BY first_ts LIMIT 1", [error_class])
+                     f"WHERE error_class = ? ORDER BY first_ts, shop, first_request_id LIMIT 1", [error_class])
     dates, start, end = since_dates(st, days)
     date_list = "[" + ", ".join(f"DATE {sql_str(d)}" for d in dates) + "]::DATE[]"
     per_build = rows(con, f"""
@@ -173,7 +173,7 @@ def class_history(st, error_class, shop, days):
            b AS (SELECT build_version, sum(requests) AS requests FROM {st.relation('build_rollup')}
                  WHERE list_contains({date_list}, date) GROUP BY ALL)
       SELECT e.*, b.requests, round(1000.0 * e.n / nullif(b.requests, 0), 3) AS per_1k_requests
-      FROM e LEFT JOIN b USING (build_version) ORDER BY e.first_ts""", [error_class])
+      FROM e LEFT JOIN b USING (build_version) ORDER BY e.first_ts, e.build_version""", [error_class])
     others = rows(con, f"SELECT shop, sum(n) AS n, max(last_ts) AS last_ts FROM {rel} "
                        f"WHERE error_class = ? AND shop IS DISTINCT FROM ? AND list_contains({date_list}, date) "
                        f"GROUP BY shop ORDER BY n DESC, shop", [error_class, shop])
@@ -193,7 +193,7 @@ def errors(st, days=7, shop=None):
     shop_filter = "AND shop = ?" if shop else ""
     params = [shop] if shop else []
     data = rows(con, f"""
-      WITH firsts AS (SELECT error_class, arg_min(build_version, first_ts) AS first_build, min(first_ts) AS class_first_ts
+      WITH firsts AS (SELECT error_class, arg_min(build_version, (first_ts, shop, first_request_id)) AS first_build, min(first_ts) AS class_first_ts
                       FROM {rel} GROUP BY ALL),
            w AS (SELECT error_class, build_version, source, sum(n) AS n, count(DISTINCT shop) AS shops,
                         min(first_ts) AS first_seen, max(last_ts) AS last_seen, min(status_min) AS status
@@ -203,7 +203,7 @@ def errors(st, days=7, shop=None):
       SELECT w.*, b.requests, round(1000.0 * w.n / nullif(b.requests, 0), 3) AS per_1k_requests,
              firsts.first_build = w.build_version AS first_seen_here, firsts.first_build, firsts.class_first_ts
       FROM w JOIN firsts USING (error_class) LEFT JOIN b USING (build_version)
-      ORDER BY sum(w.n) OVER (PARTITION BY w.error_class) DESC, w.error_class, w.first_seen""", params + params)
+      ORDER BY sum(w.n) OVER (PARTITION BY w.error_class) DESC, w.error_class, w.first_seen, w.build_version, w.source""", params + params)
     return jsonable({"window": [start.isoformat(), end.isoformat()] if start else None, "shop": shop, "rows": data})
 
 
@@ -211,7 +211,7 @@ def first_seen(st, error_class):
     con = st.con
     rel = st.relation("error_rollup")
     first = one(con, f"SELECT first_ts, build_version, shop, first_request_id, source, date FROM {rel} "
-                     f"WHERE error_class = ? ORDER BY first_ts LIMIT 1", [error_class])
+                     f"WHERE error_class = ? ORDER BY first_ts, shop, first_request_id LIMIT 1", [error_class])
     if first is None:
         known = [r["error_class"] for r in rows(con, f"SELECT DISTINCT error_class FROM {rel} ORDER BY 1")]
         return jsonable({"error_class": error_class, "found": False, "known_classes": known})
@@ -223,7 +223,7 @@ def first_seen(st, error_class):
       SELECT coalesce(b.build_version, e.build_version) AS build_version, b.first_served, b.last_served, b.requests, b.shops,
              coalesce(e.n, 0) AS n, e.first_ts, e.last_ts, coalesce(e.shops_with, 0) AS shops_with,
              round(1000.0 * coalesce(e.n, 0) / nullif(b.requests, 0), 3) AS per_1k_requests
-      FROM b FULL JOIN e USING (build_version) ORDER BY coalesce(b.first_served, e.first_ts)""", [error_class])
+      FROM b FULL JOIN e USING (build_version) ORDER BY coalesce(b.first_served, e.first_ts), build_version""", [error_class])
     return jsonable({"error_class": error_class, "found": True, "first": first, "builds": builds})
 
 

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sysconfig
+import tempfile
 import time
 import uuid
 
@@ -116,6 +117,7 @@ class Store:
         self.con = duckdb.connect()
         self.con.execute("SET preserve_insertion_order = false")
         self.con.execute(f"SET memory_limit = '{memory_limit or env.get('LOOKOUT_DUCKDB_MEMORY', '4GB')}'")
+        self.con.execute(f"SET temp_directory = {sql_str(os.path.join(tempfile.gettempdir(), 'lookout-duckdb'))}")
         if self.remote:
             self._remote_setup(env)
         self._manifest = None
@@ -244,13 +246,32 @@ class Store:
             holding = {f for f, ds in m["folder_dates"].items() if set(ds) & set(dates)}
             inputs = [f for folder in sorted((holding | set(changed)) & set(objects)) for f in objects[folder]]
         run = dt.datetime.now(dt.timezone.utc).strftime("r%Y%m%dT%H%M%S") + uuid.uuid4().hex[:6]
-        log(f"compacting {len(inputs)} objects ({len(changed)} changed date folders), run {run}")
-        staged_dates, folder_dates = self._stage(inputs, dates)
+        chunks = self._chunks(inputs)
+        log(f"compacting {len(inputs)} objects ({len(changed)} changed date folders) in {len(chunks)} chunks, run {run}")
+        # Each chunk is parsed, written and dropped before the next, so memory stays bounded
+        # whatever the archive's size; its files are `{run}_c{k}_{i}`, its rollup rows gathered.
+        staged_dates, folder_dates, counts = set(), {}, {}
+        self.con.execute("CREATE OR REPLACE TEMP TABLE new_error_rollup AS SELECT * FROM (" + self._empty_select("error_rollup") + ")")
+        self.con.execute("CREATE OR REPLACE TEMP TABLE new_build_rollup AS SELECT * FROM (" + self._empty_select("build_rollup") + ")")
+        for k, chunk in enumerate(chunks):
+            got_dates, got_folders = self._stage(chunk, dates)
+            staged_dates |= set(got_dates)
+            for f, ds in got_folders.items():
+                folder_dates.setdefault(f, set()).update(ds)
+            if got_dates:
+                self._write_tables(f"{run}_c{k}")
+                self.con.execute(f"INSERT INTO new_error_rollup BY NAME {self.ROLLUP_SELECTS['error_rollup']}")
+                self.con.execute(f"INSERT INTO new_build_rollup BY NAME {self.ROLLUP_SELECTS['build_rollup']}")
+            for c, n in self.con.execute("SELECT class, count(*) FROM staged GROUP BY class").fetchall():
+                counts[c] = counts.get(c, 0) + n
+            self.con.execute("DROP TABLE staged")
+            if len(chunks) > 1:
+                log(f"  chunk {k + 1}/{len(chunks)}: {counts.get('request', 0):,} request lines so far, {time.monotonic() - t0:.0f} s")
+        staged_dates = sorted(staged_dates)
         for f in changed:
             m["folders"][f] = hashes[f]
-            m["folder_dates"][f] = folder_dates.get(f, [])
+            m["folder_dates"][f] = sorted(folder_dates.get(f, []))
         if staged_dates:
-            self._write_tables(run)
             self._write_rollups(run, m, staged_dates)
             old_runs = {d: m["dates"].get(d) for d in staged_dates}
             m["dates"].update({d: run for d in staged_dates})
@@ -258,10 +279,25 @@ class Store:
         self._write_manifest(m)
         if staged_dates:
             self._gc(old_runs, run)
-        counts = dict(self.con.execute("SELECT class, count(*) FROM staged GROUP BY class").fetchall())
-        self.con.execute("DROP TABLE staged")
-        return {"changed_folders": len(changed), "objects_read": len(inputs), "dates": staged_dates,
+        return {"changed_folders": len(changed), "objects_read": len(inputs), "chunks": len(chunks), "dates": staged_dates,
                 "lines": counts, "run": run if staged_dates else None, "seconds": round(time.monotonic() - t0, 3)}
+
+    def _chunks(self, inputs):
+        """The inputs in groups of at most LOOKOUT_COMPACT_CHUNK_MB of gzip (default 48: about
+        600,000 events, a few GB parsed) in archive order."""
+        limit = float(os.environ.get("LOOKOUT_COMPACT_CHUNK_MB", "48")) * 1048576
+        if is_remote(inputs[0]):
+            sizes = dict(self.con.execute(f"SELECT filename, size FROM read_blob({sql_list(inputs)})").fetchall())
+        else:
+            sizes = {f: os.path.getsize(f) for f in inputs}
+        chunks, cur, total = [], [], 0
+        for f in inputs:
+            if cur and total + sizes.get(f, 0) > limit:
+                chunks.append(cur)
+                cur, total = [], 0
+            cur.append(f)
+            total += sizes.get(f, 0)
+        return chunks + ([cur] if cur else [])
 
     def _stage(self, inputs, dates):
         """Parse the inputs' lines once into a typed temp table `staged` (only `dates`, if given).
@@ -389,35 +425,48 @@ class Store:
                 f"FILENAME_PATTERN '{run}_{{i}}'{extra})"
             )
 
+    ROLLUP_SELECTS = {
+        "error_rollup": """
+          SELECT date, j.shop AS shop, j.build_version AS build_version, 'request' AS source, j.error_class AS error_class,
+                 count(*) AS n, min(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS first_ts,
+                 max(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS last_ts,
+                 arg_min(j.request_id, (j.ts, j.request_id)) AS first_request_id, min(j.status)::INTEGER AS status_min,
+                 max(j.status)::INTEGER AS status_max
+          FROM staged WHERE class = 'request' AND j.error_class IS NOT NULL GROUP BY ALL
+          UNION ALL
+          SELECT date, shop, build_version, 'cron' AS source, cls AS error_class, count(*) AS n,
+                 min(ts) AS first_ts, max(ts) AS last_ts, arg_min(run_id, (ts, run_id)) AS first_request_id,
+                 NULL::INTEGER AS status_min, NULL::INTEGER AS status_max
+          FROM (SELECT date, j.shop AS shop, j.build_version AS build_version, j.run_id AS run_id,
+                       TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP) AS ts,
+                       unnest(coalesce(json_extract_string(j.errors, '$[*].class'), [])) AS cls
+                FROM staged WHERE class = 'cron_run')
+          GROUP BY ALL""",
+        "build_rollup": """
+          SELECT date, j.shop AS shop, j.build_version AS build_version, count(*) AS requests,
+                 count(j.error_class) AS errors, count(*) FILTER (WHERE j.status >= 500) AS errors_5xx,
+                 min(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS first_ts,
+                 max(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS last_ts
+          FROM staged WHERE class = 'request' GROUP BY ALL""",
+    }
+    # The chunks' rows merged: a day, shop and build may come from two chunks.
+    ROLLUP_MERGES = {
+        "error_rollup": """
+          SELECT date, shop, build_version, source, error_class, sum(n)::BIGINT AS n, min(first_ts) AS first_ts,
+                 max(last_ts) AS last_ts, arg_min(first_request_id, (first_ts, first_request_id)) AS first_request_id,
+                 min(status_min) AS status_min, max(status_max) AS status_max
+          FROM new_error_rollup GROUP BY ALL""",
+        "build_rollup": """
+          SELECT date, shop, build_version, sum(requests)::BIGINT AS requests, sum(errors)::BIGINT AS errors,
+                 sum(errors_5xx)::BIGINT AS errors_5xx, min(first_ts) AS first_ts, max(last_ts) AS last_ts
+          FROM new_build_rollup GROUP BY ALL""",
+    }
+
     def _write_rollups(self, run, m, dates):
         """The per-day summaries the history queries read: old rows for dates not rebuilt, new rows
         for the rebuilt ones, in one small file each."""
         date_list = ", ".join("DATE " + sql_str(d) for d in dates)
-        new = {
-            "error_rollup": f"""
-              SELECT date, j.shop AS shop, j.build_version AS build_version, 'request' AS source, j.error_class AS error_class,
-                     count(*) AS n, min(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS first_ts,
-                     max(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS last_ts,
-                     arg_min(j.request_id, j.ts) AS first_request_id, min(j.status)::INTEGER AS status_min,
-                     max(j.status)::INTEGER AS status_max
-              FROM staged WHERE class = 'request' AND j.error_class IS NOT NULL GROUP BY ALL
-              UNION ALL
-              SELECT date, shop, build_version, 'cron' AS source, cls AS error_class, count(*) AS n,
-                     min(ts) AS first_ts, max(ts) AS last_ts, arg_min(run_id, ts) AS first_request_id,
-                     NULL::INTEGER AS status_min, NULL::INTEGER AS status_max
-              FROM (SELECT date, j.shop AS shop, j.build_version AS build_version, j.run_id AS run_id,
-                           TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP) AS ts,
-                           unnest(coalesce(json_extract_string(j.errors, '$[*].class'), [])) AS cls
-                    FROM staged WHERE class = 'cron_run')
-              GROUP BY ALL""",
-            "build_rollup": """
-              SELECT date, j.shop AS shop, j.build_version AS build_version, count(*) AS requests,
-                     count(j.error_class) AS errors, count(*) FILTER (WHERE j.status >= 500) AS errors_5xx,
-                     min(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS first_ts,
-                     max(TRY_CAST(replace(j.ts, 'Z', '') AS TIMESTAMP)) AS last_ts
-              FROM staged WHERE class = 'request' GROUP BY ALL""",
-        }
-        for table, select in new.items():
+        for table, select in self.ROLLUP_MERGES.items():
             sources = [f"SELECT * FROM ({select})"]
             if m.get("rollup"):
                 old = self.url(join(self.store, table, f"{m['rollup']}.parquet"))
@@ -427,6 +476,8 @@ class Store:
             if not is_remote(target):
                 os.makedirs(os.path.dirname(target), exist_ok=True)
             self.con.execute(f"COPY ({' UNION ALL BY NAME '.join(sources)} ORDER BY date) TO {sql_str(target)} (FORMAT parquet)")
+        self.con.execute("DROP TABLE new_error_rollup")
+        self.con.execute("DROP TABLE new_build_rollup")
 
     def _gc(self, old_runs, run):
         """Local store: delete the files the new run superseded."""
@@ -487,11 +538,11 @@ class Store:
                         f"NULL::BIGINT AS log_ms, from_json('{{}}', '{LINE_SCHEMA}') AS j, 'none' AS class, "
                         f"NULL AS text WHERE false)")
         if table in ROLLUPS:
-            return {"error_rollup": "SELECT NULL::DATE AS date, NULL AS shop, NULL AS build_version, NULL AS source, "
-                                    "NULL AS error_class, 0::BIGINT AS n, NULL::TIMESTAMP AS first_ts, "
-                                    "NULL::TIMESTAMP AS last_ts, NULL AS first_request_id, NULL::INTEGER AS status_min, "
+            return {"error_rollup": "SELECT NULL::DATE AS date, NULL::VARCHAR AS shop, NULL::VARCHAR AS build_version, "
+                                    "NULL::VARCHAR AS source, NULL::VARCHAR AS error_class, 0::BIGINT AS n, NULL::TIMESTAMP AS first_ts, "
+                                    "NULL::TIMESTAMP AS last_ts, NULL::VARCHAR AS first_request_id, NULL::INTEGER AS status_min, "
                                     "NULL::INTEGER AS status_max WHERE false",
-                    "build_rollup": "SELECT NULL::DATE AS date, NULL AS shop, NULL AS build_version, 0::BIGINT AS requests, "
+                    "build_rollup": "SELECT NULL::DATE AS date, NULL::VARCHAR AS shop, NULL::VARCHAR AS build_version, 0::BIGINT AS requests, "
                                     "0::BIGINT AS errors, 0::BIGINT AS errors_5xx, NULL::TIMESTAMP AS first_ts, "
                                     "NULL::TIMESTAMP AS last_ts WHERE false"}[table]
         return self.SELECTS[table].replace("FROM staged", "FROM " + staged_empty)

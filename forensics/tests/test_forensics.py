@@ -356,6 +356,30 @@ class IncrementalTest(unittest.TestCase):
         self.assertIn('"status":"abc"', kept[1]["text"])
 
 
+class ChunkedTest(unittest.TestCase):
+    def test_compacting_in_many_small_chunks_gives_the_same_answers(self):
+        d = tempfile.mkdtemp()
+        try:
+            lines = two_builds()
+            # One object per day (a day's batch may hold the next day's first events).
+            for day in (1, 2, 3):
+                write_archive(os.path.join(d, "a"), [x for x in lines if logpush.stamp(x[1]).startswith(f"202605{day:02d}")])
+            whole = Store(os.path.join(d, "a"), os.path.join(d, "whole"))
+            whole.compact()
+            os.environ["LOOKOUT_COMPACT_CHUNK_MB"] = "0.000001"
+            try:
+                chunked = Store(os.path.join(d, "a"), os.path.join(d, "chunked"))
+                done = chunked.compact()
+            finally:
+                del os.environ["LOOKOUT_COMPACT_CHUNK_MB"]
+            self.assertEqual(done["chunks"], 3)
+            for q in (lambda s: queries.why(s, "req_fail00000001"), lambda s: queries.errors(s, 7),
+                      lambda s: queries.first_seen(s, "TicketLockTimeout"), lambda s: queries.first_seen(s, "NotFound")):
+                self.assertEqual(q(chunked), q(whole))
+        finally:
+            shutil.rmtree(d)
+
+
 class CustomerBuildsTest(unittest.TestCase):
     """Both export formats (the e2e test runs a real `wrangler d1 export`)."""
 
