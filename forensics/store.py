@@ -284,19 +284,31 @@ class Store:
 
     def _chunks(self, inputs):
         """The inputs in groups of at most LOOKOUT_COMPACT_CHUNK_MB of gzip (default 48: about
-        600,000 events, a few GB parsed) in archive order."""
+        600,000 events, a few GB once parsed), whole date folders together when they fit (so a
+        shop's day is mostly one file), in archive order."""
         limit = float(os.environ.get("LOOKOUT_COMPACT_CHUNK_MB", "48")) * 1048576
         if is_remote(inputs[0]):
             sizes = dict(self.con.execute(f"SELECT filename, size FROM read_blob({sql_list(inputs)})").fetchall())
         else:
             sizes = {f: os.path.getsize(f) for f in inputs}
-        chunks, cur, total = [], [], 0
+        folders = {}
         for f in inputs:
-            if cur and total + sizes.get(f, 0) > limit:
+            folders.setdefault(f.rstrip("/").split("/")[-2], []).append(f)
+        chunks, cur, total = [], [], 0
+        for files in folders.values():
+            size = sum(sizes.get(f, 0) for f in files)
+            if cur and total + size > limit:
                 chunks.append(cur)
                 cur, total = [], 0
-            cur.append(f)
-            total += sizes.get(f, 0)
+            if size <= limit:
+                cur, total = cur + files, total + size
+                continue
+            for f in files:  # a folder larger than a chunk: split it
+                if cur and total + sizes.get(f, 0) > limit:
+                    chunks.append(cur)
+                    cur, total = [], 0
+                cur.append(f)
+                total += sizes.get(f, 0)
         return chunks + ([cur] if cur else [])
 
     def _stage(self, inputs, dates):
