@@ -146,7 +146,7 @@ def print_errors(r):
     out.append(f"error classes by build, {r['window'][0]} to {r['window'][1]}" + (f", shop {r['shop']}" if r["shop"] else ""))
     rows = [dict(x, new="first seen here" if x["first_seen_here"] else "") for x in r["rows"]]
     table(rows, [("error_class", "class"), ("source", "source"), ("build_version", "build"), ("n", "count"),
-                 ("per_1k_requests", "per 1k"), ("shops", "shops"), ("first_seen", "first seen"), ("last_seen", "last seen"), ("new", "")], out)
+                 ("per_1k_requests", "per 1k"), ("shops", "shops"), ("first_seen", "first seen"), ("last_seen", "last seen"), ("new", "note")], out)
     return "\n".join(out)
 
 
