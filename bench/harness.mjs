@@ -738,8 +738,9 @@ async function main() {
   }
 }
 
-// Sections other benches write into the same file between `<!-- NAME:begin -->` and
-// `<!-- NAME:end -->` (bench/forensics.sh's), carried over when this run rewrites it.
+// Sections other benches write into the same file between `<!-- NAME:begin -->` (or
+// `<!-- NAME:start ...`) and `<!-- NAME:end -->` (bench/forensics.sh's), carried over when this
+// run rewrites it.
 function keptSections(file) {
   let old = "";
   try {
@@ -747,7 +748,7 @@ function keptSections(file) {
   } catch {
     return "";
   }
-  const blocks = old.match(/<!-- ([a-z]+):begin -->[\s\S]*?<!-- \1:end -->/g) ?? [];
+  const blocks = old.match(/<!-- ([a-z]+):(?:begin|start)[\s\S]*?<!-- \1:end -->/g) ?? [];
   return blocks.map((b) => "\n" + b + "\n").join("");
 }
 
