@@ -99,6 +99,26 @@ pub struct StoredParts<'a> {
     pub buckets: &'a [String],
     /// `meta` key `cron`.
     pub cron: Option<&'a str>,
+    /// A [`HandOver`] (JSON) the previous wasm instance of this isolate left for this shop
+    /// when a panic reset it: newer than storage, put back over it.
+    pub handed_over: Option<&'a str>,
+}
+
+/// What a monitor had not yet stored when a panic elsewhere in its isolate reset the wasm
+/// instance it lives in (a Worker and its Durable Objects may share one): handed to the
+/// JavaScript entry by the panic hook and put back by the next load of the object, so a
+/// panic costs no record (not even the open bucket's).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct HandOver {
+    pub shop: String,
+    /// Every bucket not stored as it was (the open one included): `(start_ms, base64 row)`.
+    pub rows: Vec<(i64, String)>,
+    /// The whole string table the rows refer to.
+    pub strings: String,
+    /// The monitor snapshot as it was.
+    pub snapshot: String,
+    /// The cron state as it was.
+    pub cron: String,
 }
 
 /// What to write after a call (only what changed), from [`ShopMonitorCore::persist_plan`].
@@ -302,6 +322,29 @@ impl ShopMonitorCore {
         if let Some(e) = &config.alert_rules_error {
             lines.push(LogLine::ConfigError { shop: shop.to_string(), var: Some("ALERT_RULES"), error: e.clone() });
         }
+        let handed_over = match stored.handed_over.map(serde_json::from_str::<HandOver>) {
+            Some(Ok(h)) if h.shop == shop => Some(h),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                lines.push(restore_error(Some("handed_over"), e.to_string(), Some(now_ms)));
+                None
+            }
+            None => None,
+        };
+        let handed_rows: Vec<(i64, Vec<u8>)> = handed_over
+            .as_ref()
+            .map(|h| {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                h.rows.iter().filter_map(|(start, row)| Some((*start, b64.decode(row).ok()?))).collect()
+            })
+            .unwrap_or_default();
+        let stored = match &handed_over {
+            Some(h) => {
+                StoredParts { snapshot: Some(&h.snapshot), strings: Some(&h.strings), cron: Some(&h.cron), ..stored }
+            }
+            None => stored,
+        };
         let snapshot = stored.snapshot.and_then(|s| match serde_json::from_str::<MonitorSnapshot>(s) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -324,15 +367,23 @@ impl ShopMonitorCore {
         }
         // Unreadable rows are ignored (retention deletes them); rows that do not fit the ring
         // (another width, outside it, inconsistent) are listed for deletion.
+        let decode =
+            |(start_ms, data): &(i64, Vec<u8>)| BucketSnapshot::decode(*start_ms, data, monitor.strings()).ok();
+        let handed: Vec<BucketSnapshot> = handed_rows.iter().filter_map(decode).collect();
         let decoded: Vec<BucketSnapshot> = stored
             .rows
             .iter()
-            .filter_map(|(start_ms, data)| BucketSnapshot::decode(*start_ms, data, monitor.strings()).ok())
+            .filter(|(start_ms, _)| !handed.iter().any(|h| h.start_ms == *start_ms))
+            .filter_map(decode)
             .collect();
         for b in &decoded {
             if monitor.restore_bucket(b, now_ms, false).is_err() {
                 delete_buckets.push(b.start_ms);
             }
+        }
+        // Handed-over buckets are newer than their rows: put back, to be written.
+        for b in &handed {
+            let _ = monitor.restore_bucket(b, now_ms, true);
         }
         for legacy in stored.buckets.iter().filter_map(|b| serde_json::from_str::<LegacyBucketSnapshot>(b).ok()) {
             if let Ok(b) = legacy.upgrade() {
@@ -602,6 +653,23 @@ impl ShopMonitorCore {
         if done.cron {
             self.cron_dirty = false;
         }
+    }
+
+    /// Everything not yet stored, for the next wasm instance of this isolate (see
+    /// [`HandOver`]); as JSON.
+    pub fn hand_over(&mut self) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let buckets = self.monitor.unpersisted_buckets();
+        let rows = buckets.iter().map(|b| (b.start_ms, b64.encode(self.monitor.encode_bucket_row(b)))).collect();
+        let h = HandOver {
+            shop: self.shop().to_string(),
+            rows,
+            strings: self.monitor.strings_stored_form(),
+            snapshot: serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default(),
+            cron: serde_json::to_string(&self.cron).unwrap_or_default(),
+        };
+        serde_json::to_string(&h).unwrap_or_default()
     }
 
     /// Closed buckets not yet written (what [`persist_plan`](Self::persist_plan) encodes).

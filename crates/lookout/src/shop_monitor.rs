@@ -25,7 +25,9 @@
 //! logged as `monitor_test_fault`.
 
 use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 
+use worker::wasm_bindgen::prelude::*;
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use lookout_core::cron::ResumeError;
@@ -39,6 +41,40 @@ use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
     worker::js_sys::Date::now() as i64
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// Defined by `js/entry.mjs`: keep what a monitor had not stored when a panic resets the
+    /// wasm instance (its Worker and Durable Objects may share one).
+    #[wasm_bindgen(js_namespace = globalThis, js_name = __lookout_on_panic_monitor, catch)]
+    fn on_panic_monitor(shop: &str, state: &str) -> std::result::Result<(), JsValue>;
+    /// Defined by `js/entry.mjs`: what a previous instance handed over for `shop`, once.
+    #[wasm_bindgen(js_namespace = globalThis, js_name = __lookout_take_monitor_handover, catch)]
+    fn take_monitor_handover(shop: &str) -> std::result::Result<JsValue, JsValue>;
+}
+
+type SharedCore = Rc<RefCell<Option<ShopMonitorCore>>>;
+
+thread_local! {
+    /// The monitors loaded in this wasm instance, for the panic hook.
+    static LIVE: RefCell<Vec<Weak<RefCell<Option<ShopMonitorCore>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by the panic hook (inflight.rs): every loaded monitor hands what it has not stored
+/// (the open bucket, counters, cron state) to the JavaScript entry, which keeps it for the
+/// object's next load in the fresh instance. A monitor whose state is being changed right now
+/// (the panic hit inside it) cannot; its unstored part is lost, as on an eviction.
+pub(crate) fn hand_over_on_panic() {
+    let live: Vec<SharedCore> =
+        LIVE.with(|l| l.try_borrow().map(|l| l.iter().filter_map(Weak::upgrade).collect())).unwrap_or_default();
+    for core in live {
+        let Ok(mut guard) = core.try_borrow_mut() else { continue };
+        if let Some(core) = guard.as_mut() {
+            let state = core.hand_over();
+            let _ = on_panic_monitor(core.shop(), &state);
+        }
+    }
 }
 
 fn log(value: serde_json::Value) {
@@ -56,8 +92,9 @@ fn print(lines: &[LogLine]) {
 pub struct ShopMonitor {
     state: State,
     env: Env,
-    /// The monitor and the cron side, loaded from storage on first use.
-    core: RefCell<Option<ShopMonitorCore>>,
+    /// The monitor and the cron side, loaded from storage on first use (shared with the panic
+    /// hook's registry).
+    core: SharedCore,
     /// The alarm time this object armed, as far as it knows.
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
@@ -102,9 +139,15 @@ impl DurableObject for ShopMonitor {
                 log(serde_json::json!({"kind": "monitor_storage_error", "error": e.to_string()}));
             }
         }
+        let core: SharedCore = Rc::new(RefCell::new(None));
+        LIVE.with(|l| {
+            let mut l = l.borrow_mut();
+            l.retain(|w| w.strong_count() > 0);
+            l.push(Rc::downgrade(&core));
+        });
         ShopMonitor {
             state,
-            core: RefCell::new(None),
+            core,
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
             rows_written: Cell::new(0),
@@ -251,15 +294,20 @@ impl ShopMonitor {
         let config = ShopMonitorConfig::from_vars(vars, deliver::configured_channels(&self.env));
         let (rows, legacy) = self.stored_rows()?;
         let (snapshot, cron, strings) = (self.meta_get("snapshot"), self.meta_get("cron"), self.meta_get("strings"));
+        let handed_over = take_monitor_handover(shop).ok().and_then(|v| v.as_string());
         let stored = StoredParts {
             snapshot: snapshot.as_deref(),
             rows: &rows,
             strings: strings.as_deref(),
             buckets: &legacy,
             cron: cron.as_deref(),
+            handed_over: handed_over.as_deref(),
         };
         let (core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
         print(&outcome.lines);
+        if let Some(h) = &handed_over {
+            log(serde_json::json!({"kind": "monitor_resumed_after_panic", "shop": shop, "bytes": h.len()}));
+        }
         for start_ms in outcome.delete_buckets {
             let _ = self.exec("DELETE FROM ring WHERE start_ms = ?", vec![start_ms.into()]);
         }

@@ -456,6 +456,16 @@ impl Monitor {
         self.window.compress();
     }
 
+    /// Every bucket not stored as it is now, the open one included (for a hand-over).
+    pub fn unpersisted_buckets(&self) -> Vec<BucketSnapshot> {
+        self.window.unpersisted()
+    }
+
+    /// The whole string table, stored form.
+    pub fn strings_stored_form(&self) -> String {
+        self.window.strings_stored_form()
+    }
+
     /// Every closed bucket as it is stored (for figures and inspection).
     pub fn closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
         self.window.closed(now_ms)

@@ -361,11 +361,13 @@ impl StringTable {
 
     /// The stored form (JSON) when the table changed since [`mark_stored`](Self::mark_stored).
     pub fn to_store(&self) -> Option<String> {
-        self.changed.then(|| {
-            let j =
-                StringTableJson { next: self.next, strings: self.by_id.iter().map(|(k, v)| (*k, v.clone())).collect() };
-            serde_json::to_string(&j).unwrap_or_default()
-        })
+        self.changed.then(|| self.stored_form())
+    }
+
+    /// The stored form (JSON), whether or not it changed.
+    pub fn stored_form(&self) -> String {
+        let strings = self.by_id.iter().map(|(k, v)| (*k, v.clone())).collect();
+        serde_json::to_string(&StringTableJson { next: self.next, strings }).unwrap_or_default()
     }
 
     pub fn mark_stored(&mut self) {
@@ -677,6 +679,16 @@ impl Window {
         self.buckets.range(..self.index(now_ms)).any(|(_, b)| b.revision != b.persisted_revision)
     }
 
+    /// Snapshots of every bucket not stored as it is now, the open one included (what a
+    /// hand-over must carry so nothing is lost).
+    pub fn unpersisted(&self) -> Vec<BucketSnapshot> {
+        self.buckets
+            .iter()
+            .filter(|(_, b)| b.revision != b.persisted_revision)
+            .map(|(&i, b)| self.snapshot(i, b))
+            .collect()
+    }
+
     /// Snapshots of every closed bucket, as stored.
     pub fn closed(&self, now_ms: i64) -> Vec<BucketSnapshot> {
         let current = self.index(now_ms);
@@ -747,6 +759,11 @@ impl Window {
         self.strings = strings;
     }
 
+    /// The whole string table's stored form (rows of a hand-over may use any of it).
+    pub fn strings_stored_form(&self) -> String {
+        self.strings.stored_form()
+    }
+
     /// Record that the edge stored these buckets. A bucket changed since its snapshot was
     /// taken (another revision) stays dirty.
     pub fn mark_persisted(&mut self, keys: &[BucketKey]) {
@@ -761,7 +778,8 @@ impl Window {
     }
 
     /// Put back a stored bucket (as persisted, so it is not written again; a bucket that
-    /// left the detail window meanwhile is demoted and will be written again).
+    /// left the detail window meanwhile is demoted and will be written again). The open
+    /// bucket may be put back too (from a hand-over).
     pub fn restore(&mut self, s: &BucketSnapshot, now_ms: i64) -> Result<(), BucketRestoreError> {
         use BucketRestoreError as E;
         if s.bucket_s != self.bucket_s {

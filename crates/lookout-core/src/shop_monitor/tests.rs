@@ -90,6 +90,7 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
         strings: None,
         buckets: &buckets,
         cron: Some(r#"{"watchdog":5}"#),
+        handed_over: None,
     };
     let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
     assert_eq!(
@@ -140,6 +141,7 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
         strings: strings.as_deref(),
         buckets: &[],
         cron: Some(&cron),
+        handed_over: None,
     };
     let cfg = config(Some(DAILY), Some("5000000"));
     let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
@@ -417,4 +419,38 @@ fn a_tick_writes_the_snapshot_only_when_it_decided_something() {
     assert!(store(&mut core, T0 + 6_500).1);
     core.tick(T0 + 6_600);
     assert!(!store(&mut core, T0 + 6_600).1);
+}
+
+#[test]
+fn a_hand_over_after_a_panic_keeps_the_open_bucket_and_the_counters() {
+    let mut core = loaded(config(Some(DAILY), Some("5000000")), T0);
+    // A closed, stored bucket; then records in the open one, nothing stored since.
+    core.ingest(batch(vec![record("req_000000000001", T0, 0)], vec![]), T0 + 100);
+    store(&mut core, T0 + 10_000);
+    let open: Vec<RequestRecord> =
+        (0..5).map(|i| record(&format!("req_00000000010{i}"), T0 + 10_000 + i, 100_000)).collect();
+    let o = core.ingest(Parsed { partials: partials(&open, "isob"), ..Parsed::default() }, T0 + 10_500);
+    assert_eq!(o.report.accepted, 5);
+    let stored_rows: Vec<(i64, Vec<u8>)> = vec![];
+    let handed = core.hand_over();
+    // The next wasm instance loads from storage (here: nothing but the first row's absence
+    // does not matter) plus the hand-over.
+    let stored = StoredParts { rows: &stored_rows, handed_over: Some(&handed), ..StoredParts::default() };
+    let (mut back, outcome) =
+        ShopMonitorCore::restore(config(Some(DAILY), Some("5000000")), "swicked", stored, T0 + 10_600);
+    assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
+    assert_eq!(back.monitor().counters().accepted_records, 6);
+    assert_eq!(back.status(T0 + 10_600).monitor.windows.last().unwrap().requests, 5, "the open bucket survived");
+    assert_eq!(back.cron_state().spend.claude_month_micros(T0), 500_000);
+    // What came back is written at the next store (the open bucket when it closes).
+    assert_eq!(store(&mut back, T0 + 10_600), (0, true, true));
+    assert_eq!(store(&mut back, T0 + 20_000).0, 1);
+    // A hand-over for another shop, or unreadable, is not used.
+    let other = handed.replace("\"shop\":\"swicked\"", "\"shop\":\"demo\"");
+    let stored = StoredParts { handed_over: Some(&other), ..StoredParts::default() };
+    let (fresh, _) = ShopMonitorCore::restore(config(None, None), "swicked", stored, T0 + 10_600);
+    assert_eq!(fresh.monitor().counters().accepted_records, 0);
+    let stored = StoredParts { handed_over: Some("{"), ..StoredParts::default() };
+    let (_, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, T0 + 10_600);
+    assert_eq!(kinds(&outcome.lines), ["monitor_restore_error"]);
 }
