@@ -259,7 +259,7 @@ impl LatencyDigest {
         }
         put_f64(out, good.clone().sum());
         put_f64(out, good.clone().next().unwrap_or(0.0));
-        put_f64(out, good.clone().last().unwrap_or(0.0));
+        put_f64(out, good.clone().next_back().unwrap_or(0.0));
         let mut last = 0u64;
         for v in good {
             let k = (grid(v).round() as u64).max(last);
