@@ -307,8 +307,12 @@ async function overheadPhase(wd, ports) {
       for (let rep = 0; rep < P.reps; rep++) {
         const order = rep % 2 === 0 ? ARMS : [...ARMS].reverse();
         for (const arm of order) {
+          const cpu0 = cpuMs(wd.child.pid);
           const w = wrk(ports[arm], route.path, c, P.durS);
-          const run = { route: route.name, c, rep, arm, ...w };
+          // workerd's CPU time for the run and its flushes (before the status calls): what a
+          // request costs in CPU, less sensitive than throughput to other work on the machine.
+          await sleep(250);
+          const run = { route: route.name, c, rep, arm, ...w, cpu_us_per_request: ((cpuMs(wd.child.pid) - cpu0) * 1000) / Math.max(1, w.requests) };
           if (MONITORED.includes(arm)) {
             const now = await settledCounters(ports[arm], "swicked", arm);
             Object.assign(run, delta(now, last[arm]));
@@ -338,6 +342,7 @@ async function overheadPhase(wd, ports) {
         const row = {
           route: route.name, c, arm,
           rps: spread(rs.map((r) => r.rps)),
+          cpu_us: spread(rs.map((r) => r.cpu_us_per_request)),
           p50_ms: spread(rs.map((r) => r.p50_us / 1000)),
           p99_ms: spread(rs.map((r) => r.p99_us / 1000)),
           errors: rs.reduce((a, r) => a + r.errors, 0),
@@ -350,6 +355,7 @@ async function overheadPhase(wd, ports) {
           row.ratio = spread(reps.map((k) => mine[k].rps / off[k].rps));
           row.added_p50_ms = spread(reps.map((k) => (mine[k].p50_us - off[k].p50_us) / 1000));
           row.added_p99_ms = spread(reps.map((k) => (mine[k].p99_us - off[k].p99_us) / 1000));
+          row.added_cpu_us = spread(reps.map((k) => mine[k].cpu_us_per_request - off[k].cpu_us_per_request));
           if (arm !== "log") {
             const withLog = reps.filter((k) => logOnly[k]);
             row.ratio_to_log = spread(withLog.map((k) => mine[k].rps / logOnly[k].rps));
@@ -478,6 +484,16 @@ async function throughputPhase(ports) {
 }
 
 // ---------- phase 7: fleet, many shops in one workerd ----------
+/** CPU time (user + system) a process has used, ms. */
+function cpuMs(pid) {
+  try {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
 function rssKb(pid) {
   try {
     const st = fs.readFileSync(`/proc/${pid}/status`, "utf8");
@@ -728,15 +744,18 @@ function report({ m, native, overhead, exact, cpu, tput, logc, detection, fleet,
   p(`(session lookup + ticket + lines: 3 D1 queries). \`wrk -t1 -c{${P.conc.join(",")}}\`, ${P.durS} s per run, ${P.reps} repetitions,`);
   p("arms interleaved (forward, then reversed). Ratios and added latencies are paired per repetition with");
   p("the off run (and, for \"ratio to log line\", with the log-line-only run). workerd's stdout goes to a file.");
+  p("\"workerd CPU µs per request\": the workerd process's CPU time (user + system, /proc) over the run and its");
+  p("flushes, per request, with the paired difference to off: what each arm costs in CPU, less disturbed by");
+  p("other work on a shared machine than throughput.");
   p();
   for (const route of ROUTES) {
     p(`### ${route.name} route (\`${route.path}\`)`);
     p();
-    p("| c | arm | requests/s | p50 ms | p99 ms | ratio to off | ratio to log line | added p50 ms | added p99 ms | object calls per request | records accepted / completed (lost) |");
-    p("|---|---|---|---|---|---|---|---|---|---|---|");
+    p("| c | arm | requests/s | p50 ms | p99 ms | ratio to off | ratio to log line | added p50 ms | added p99 ms | workerd CPU µs per request (added) | object calls per request | records accepted / completed (lost) |");
+    p("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const r of rowsFor(route.name)) {
       const acc = MONITORED.includes(r.arm) ? `${r.accepted} / ${r.requests} (${r.lost}${r.forward_failed_records ? `; ${r.forward_failed_records} in monitor_forward_failed` : ""})` : "–";
-      p(`| ${r.c} | ${ARM_LABEL[r.arm]} | ${fmtSpread(r.rps, 0)} | ${fmtSpread(r.p50_ms, 3)} | ${fmtSpread(r.p99_ms, 3)} | ${r.ratio ? fmtSpread(r.ratio, 3) : "1"} | ${r.ratio_to_log ? fmtSpread(r.ratio_to_log, 3) : "–"} | ${r.added_p50_ms ? fmtSpread(r.added_p50_ms, 3) : "–"} | ${r.added_p99_ms ? fmtSpread(r.added_p99_ms, 3) : "–"} | ${r.calls_per_request !== undefined ? fmt(r.calls_per_request, 4) : "–"} | ${acc} |`);
+      p(`| ${r.c} | ${ARM_LABEL[r.arm]} | ${fmtSpread(r.rps, 0)} | ${fmtSpread(r.p50_ms, 3)} | ${fmtSpread(r.p99_ms, 3)} | ${r.ratio ? fmtSpread(r.ratio, 3) : "1"} | ${r.ratio_to_log ? fmtSpread(r.ratio_to_log, 3) : "–"} | ${r.added_p50_ms ? fmtSpread(r.added_p50_ms, 3) : "–"} | ${r.added_p99_ms ? fmtSpread(r.added_p99_ms, 3) : "–"} | ${fmt(r.cpu_us.median, 0)}${r.added_cpu_us ? ` (${fmt(r.added_cpu_us.median, 0)})` : ""} | ${r.calls_per_request !== undefined ? fmt(r.calls_per_request, 4) : "–"} | ${acc} |`);
     }
     p();
   }
@@ -914,6 +933,7 @@ function resultsJson({ m, native, overhead, exact, cpu, tput, logc, detection, f
     const o = ((overheadByKey[r.route] ??= {})[`c${r.c}`] ??= {});
     o[r.arm] = {
       rps: r.rps.median, p50_ms: r.p50_ms.median, p99_ms: r.p99_ms.median,
+      cpu_us_per_request: r.cpu_us.median, added_cpu_us_per_request: r.added_cpu_us?.median ?? null,
       ratio_to_off: r.ratio?.median ?? 1, ratio_to_log_line: r.ratio_to_log?.median ?? null,
       added_p50_ms: r.added_p50_ms?.median ?? null, added_p99_ms: r.added_p99_ms?.median ?? null,
       calls_per_request: r.calls_per_request ?? null, accepted: r.accepted ?? null, completed: r.requests, lost: r.lost ?? null,
