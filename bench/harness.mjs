@@ -48,7 +48,7 @@ const FLEET_SHOPS = SMOKE ? 5 : 50;
 // Sizes of each phase. The full run fits the 10-minute budget on 2 cores.
 const P = SMOKE
   ? { durS: 1, reps: 1, conc: [1, 32], warmS: 1, exactN: 200, tputRecords: 4000, openRates: [20_000], openS: 1, logN: 2000, logReps: 2, detTrials: 1, cpuCalls: 20, fleetS: 1 }
-  : { durS: 2, reps: 4, conc: [1, 8, 32], warmS: 1, exactN: 3000, tputRecords: 40000, openRates: [40_000, 80_000, 160_000, 320_000], openS: 2, logN: 20000, logReps: 5, detTrials: 3, cpuCalls: 400, fleetS: 4 };
+  : { durS: 2, reps: 4, conc: [1, 8, 32], warmS: 1, exactN: 3000, tputRecords: 40000, openRates: [20_000, 40_000, 80_000, 160_000], openS: 2, logN: 20000, logReps: 5, detTrials: 3, cpuCalls: 400, fleetS: 4 };
 
 // Cloudflare's published prices (Workers Paid, Standard usage model), read from
 // https://developers.cloudflare.com/workers/platform/pricing/ and

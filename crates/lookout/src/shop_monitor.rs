@@ -487,24 +487,27 @@ impl ShopMonitor {
     }
 
     /// Arm the single alarm at the core's next due time when that is earlier than what is
-    /// armed (an alarm already armed earlier will re-arm when it runs).
+    /// armed (an alarm already armed earlier will re-arm when it runs). The armed time is
+    /// noted before the write is awaited, so calls handled meanwhile do not arm it again (each
+    /// `setAlarm` is a storage write, billed as a row).
     async fn arm(&self, now: i64) {
         let next = self.core.borrow().as_ref().and_then(|c| c.next_due_ms(now));
         let Some(next) = next else { return };
         if self.armed_at.get().is_some_and(|a| a <= next && a >= now - 1000) {
             return;
         }
+        let before = self.armed_at.replace(Some(next));
         match self
             .state
             .storage()
             .set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(&(next as f64).into())))
             .await
         {
-            Ok(()) => {
-                self.armed_at.set(Some(next));
-                self.alarms_set.set(self.alarms_set.get() + 1);
+            Ok(()) => self.alarms_set.set(self.alarms_set.get() + 1),
+            Err(e) => {
+                self.armed_at.set(before);
+                log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()}))
             }
-            Err(e) => log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()})),
         }
     }
 }
