@@ -3,8 +3,11 @@
 // services that differ only in vars, each on its own 127.0.0.1 socket:
 //
 //   off     LOOKOUT_INSTRUMENT=off: no wrapper, no log line, no monitor call (the baseline)
-//   on      instrumented, records coalesced to the monitor (MONITOR_FLUSH_MS default)
+//   log     LOOKOUT_INSTRUMENT=log: lookout's wrapper and log line, no monitor call
+//   on      instrumented, records folded into partial buckets (MONITOR_FLUSH_MS default)
 //   perreq  instrumented, every record sent alone (MONITOR_FLUSH_MS=0)
+//   seedjs  bench/seed_entry.mjs: the design's JS middleware (log line + one object call per
+//           request through waitUntil) around the app served bare
 //   alert   instrumented, ENVIRONMENT=test, compressed ALERT_RULES, webhook to a local sink
 //   driver  bench/driver.mjs: drives ShopMonitor objects directly (throughput, log cost)
 //
@@ -59,9 +62,27 @@ export function writeConfig({ root, outDir, stateDir, ports, serviceVars, toml }
         (name = "fetcher", service = (name = "d1-entry", props = (json = ${q(JSON.stringify({ MINIFLARE_NAMESPACE: toml.d1DatabaseId }))}))),
       ]))`;
 
+  const seedModules = `[
+      (name = "bench/seed_entry.mjs", esModule = ${e(path.join(root, "bench/seed_entry.mjs"))}),
+      (name = "examples/shop/build/index.js", esModule = ${e(path.join(root, "examples/shop/build/index.js"))}),
+      (name = "examples/shop/build/index_bg.wasm", wasm = ${e(path.join(root, "examples/shop/build/index_bg.wasm"))}),
+    ]`;
   const appWorker = (name) => {
     const vars = { ...toml.vars, ...serviceVars[name] };
     const bindings = Object.entries(vars).map(([k, v]) => `(name = ${q(k)}, text = ${q(v)})`);
+    if (name === "seedjs") {
+      bindings.push(d1Binding, `(name = "SEED_MONITOR", durableObjectNamespace = "SeedMonitor")`);
+      return `const ${name}Worker :Workerd.Worker = (
+  modules = ${seedModules},
+  compatibilityDate = ${q(toml.compatibilityDate)},
+  bindings = [
+    ${bindings.join(",\n    ")},
+  ],
+  durableObjectNamespaces = [ (className = "SeedMonitor", uniqueKey = "lookout-bench-seedjs-SeedMonitor") ],
+  durableObjectStorage = (inMemory = void),
+  globalOutbound = "loopback-net",
+);`;
+    }
     bindings.push(d1Binding, `(name = "SHOP_MONITOR", durableObjectNamespace = "ShopMonitor")`);
     return `const ${name}Worker :Workerd.Worker = (
   modules = ${appModules},

@@ -3,6 +3,17 @@
 wrk.headers["Host"] = "swicked.localhost"
 wrk.headers["Cookie"] = "session=sess_robbie"
 
+-- BENCH_FLEET_SHOPS=N: spread the requests over the shops fleet-01 .. fleet-N, in turn.
+local fleet = tonumber(os.getenv("BENCH_FLEET_SHOPS") or "0")
+if fleet > 0 then
+  local n = 0
+  request = function()
+    n = n + 1
+    wrk.headers["Host"] = string.format("fleet-%02d.localhost", (n % fleet) + 1)
+    return wrk.format(nil)
+  end
+end
+
 function done(summary, latency, requests)
   local non2xx = summary.errors.status
   io.write(string.format(

@@ -26,8 +26,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use lookout_core::ingest::{batch_body, parse_batch, partials_bodies};
 use lookout_core::monitor::digest::quantile;
 use lookout_core::monitor::window::{Series, StringTable};
+use lookout_core::monitor::RuleSet;
 use lookout_core::monitor::{BucketSnapshot, Monitor, MonitorSnapshot};
-use lookout_core::partial::PartialAccumulator;
+use lookout_core::partial::{PartialAccumulator, SampleThresholds};
 
 fn ingest(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
@@ -63,7 +64,8 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("parse_batch_of_64", |b| b.iter(|| black_box(parse_batch(black_box(body.as_bytes()), SHOP, T0))));
 
     // The partial path: one partial bucket of 64 records (one second of one isolate's traffic).
-    let mut acc = PartialAccumulator::default();
+    let thresholds = SampleThresholds::from_rules(&RuleSet::default());
+    let mut acc = PartialAccumulator::new(thresholds);
     let one_second: Vec<_> = (0..64).map(|i| record(&mut rng, now - 1500 + i * 10, 3_000_000 + i as u64)).collect();
     one_second.iter().for_each(|r| acc.fold(r));
     let partial = acc.take(SHOP, || "bench-0".into()).remove(0);
@@ -89,17 +91,33 @@ fn ingest(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    let mut k2 = 0u64;
+    g.bench_function("partial_of_64_merge_only", |b| {
+        b.iter_batched_ref(
+            || {
+                k2 += 1;
+                let mut p = checked.clone();
+                p.id = format!("bench-m-{k2}");
+                vec![p]
+            },
+            |p| {
+                m.ingest(&[], now);
+                black_box(m.ingest_partials(p, now));
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 
     let mut g = c.benchmark_group("isolate");
     g.throughput(Throughput::Elements(1));
-    let mut acc = PartialAccumulator::default();
+    let mut acc = PartialAccumulator::new(thresholds);
     let mut n = 0usize;
     g.bench_function("fold_record", |b| {
         b.iter(|| {
             n = (n + 1) % one_second.len();
             if n == 0 {
-                acc = PartialAccumulator::default();
+                acc = PartialAccumulator::new(thresholds);
             }
             acc.fold(black_box(&one_second[n]));
         })
@@ -108,7 +126,7 @@ fn ingest(c: &mut Criterion) {
     g.bench_function("take_serialize_64", |b| {
         b.iter_batched_ref(
             || {
-                let mut acc = PartialAccumulator::default();
+                let mut acc = PartialAccumulator::new(thresholds);
                 one_second.iter().for_each(|r| acc.fold(r));
                 acc
             },

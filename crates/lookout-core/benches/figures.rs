@@ -91,14 +91,14 @@ fn accuracy_run(seed: u64, per_bucket: usize, gen: &dyn Fn(&mut XorShift) -> f64
             values.push(r.ms);
             batch.push(r);
             if batch.len() == 64 {
-                for p in partials(&batch, &mut ids) {
-                    w.add_partial(&p, now).expect("inside the ring");
+                for mut p in partials(&batch, &mut ids) {
+                    w.add_partial(&mut p, now).expect("inside the ring");
                 }
                 batch.clear();
             }
         }
-        for p in partials(&batch, &mut ids) {
-            w.add_partial(&p, now).expect("inside the ring");
+        for mut p in partials(&batch, &mut ids) {
+            w.add_partial(&mut p, now).expect("inside the ring");
         }
         batch.clear();
         w.compress();

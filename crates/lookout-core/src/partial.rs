@@ -32,8 +32,11 @@ use crate::request_id::is_request_id;
 pub const PARTIAL_FORMAT: u32 = 1;
 /// Width of a slot: the record time one partial bucket covers.
 pub const PARTIAL_SPAN_MS: i64 = 1000;
-/// Request ids kept per kind (5xx, bad Stripe signature, slowest, slowest D1) per slot.
+/// Request ids kept per kind (5xx, bad Stripe signature) per slot.
 pub const SAMPLES_PER_KIND: usize = 5;
+/// Slowest and slowest-D1 request ids kept per slot when the thresholds are not known (the
+/// monitor keeps those above its rule thresholds).
+pub const SLOWEST_KEPT: usize = 3;
 /// Most request ids in one partial.
 pub const MAX_SAMPLES: usize = 4 * SAMPLES_PER_KIND;
 /// Most records one partial may claim.
@@ -208,6 +211,24 @@ impl PartialBucket {
     }
 }
 
+/// What makes a request slow enough for its id to travel: the thresholds of the monitor's p95
+/// rules (the Worker reads the same `ALERT_RULES`). Unknown: the slowest few travel, and the
+/// monitor sorts them out.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SampleThresholds {
+    pub slow_request_ms: Option<f64>,
+    pub slow_d1_ms: Option<f64>,
+}
+
+impl SampleThresholds {
+    /// From the monitor's rules: the threshold of each enabled p95 rule.
+    pub fn from_rules(rules: &crate::monitor::RuleSet) -> SampleThresholds {
+        use crate::monitor::RuleId;
+        let t = |id| rules.rule(id).filter(|r| r.enabled).map(|r| r.threshold);
+        SampleThresholds { slow_request_ms: t(RuleId::RequestP95), slow_d1_ms: t(RuleId::D1P95) }
+    }
+}
+
 /// Latencies of one slot: kept as values while few (they travel losslessly), compressed
 /// into a digest past [`DIGEST_MAX_SIZE`].
 #[derive(Debug, Clone, Default)]
@@ -286,9 +307,9 @@ fn keep_last(list: &mut Vec<Sample>, s: Sample) {
     list.push(s);
 }
 
-/// Keep the [`SAMPLES_PER_KIND`] with the largest `key`; builds the sample only when it enters.
+/// Keep the [`SLOWEST_KEPT`] with the largest `key`; builds the sample only when it enters.
 fn keep_top(list: &mut Vec<Sample>, value: f64, key: impl Fn(&Sample) -> f64, make: impl FnOnce() -> Sample) {
-    if list.len() < SAMPLES_PER_KIND {
+    if list.len() < SLOWEST_KEPT {
         list.push(make());
     } else if let Some((i, _)) = list.iter().enumerate().min_by(|a, b| key(a.1).total_cmp(&key(b.1))) {
         if value > key(&list[i]) {
@@ -320,7 +341,7 @@ impl Slot {
         }
     }
 
-    fn fold(&mut self, r: &RequestRecord, ts_ms: i64) {
+    fn fold(&mut self, r: &RequestRecord, ts_ms: i64, slow: SampleThresholds) {
         self.requests += 1;
         self.first_ts_ms = self.first_ts_ms.min(ts_ms);
         self.last_ts_ms = self.last_ts_ms.max(ts_ms);
@@ -349,10 +370,18 @@ impl Slot {
             keep_last(&mut self.stripe_failures, sample(r, ts_ms, stripe));
         }
         if usable(r.ms) {
-            keep_top(&mut self.slowest, r.ms, |s| s.ms, || sample(r, ts_ms, stripe));
+            match slow.slow_request_ms {
+                Some(t) if r.ms > t => keep_last(&mut self.slowest, sample(r, ts_ms, stripe)),
+                Some(_) => {}
+                None => keep_top(&mut self.slowest, r.ms, |s| s.ms, || sample(r, ts_ms, stripe)),
+            }
         }
         if let Some(ms) = r.d1_slowest.as_ref().map(|q| q.ms).filter(|&ms| usable(ms)) {
-            keep_top(&mut self.slowest_d1, ms, |s| s.d1_ms.unwrap_or(0.0), || sample(r, ts_ms, stripe));
+            match slow.slow_d1_ms {
+                Some(t) if ms > t => keep_last(&mut self.slowest_d1, sample(r, ts_ms, stripe)),
+                Some(_) => {}
+                None => keep_top(&mut self.slowest_d1, ms, |s| s.d1_ms.unwrap_or(0.0), || sample(r, ts_ms, stripe)),
+            }
         }
         if ts_ms >= self.build_ts_ms {
             self.build_ts_ms = ts_ms;
@@ -403,9 +432,15 @@ impl Slot {
 pub struct PartialAccumulator {
     slots: Vec<Slot>,
     records: u64,
+    slow: SampleThresholds,
 }
 
 impl PartialAccumulator {
+    /// An accumulator whose slow-request ids travel above these thresholds.
+    pub fn new(slow: SampleThresholds) -> PartialAccumulator {
+        PartialAccumulator { slow, ..PartialAccumulator::default() }
+    }
+
     /// Fold one finished request's record in.
     pub fn fold(&mut self, r: &RequestRecord) {
         let ts_ms = r.ts.timestamp_millis();
@@ -417,7 +452,7 @@ impl PartialAccumulator {
                 self.slots.last_mut().expect("just pushed")
             }
         };
-        slot.fold(r, ts_ms);
+        slot.fold(r, ts_ms, self.slow);
         self.records += 1;
     }
 
@@ -521,6 +556,29 @@ mod tests {
         let bytes = serde_json::to_string(&parts[0]).expect("json").len();
         assert!(bytes < 16 * 1024, "{bytes} bytes");
         assert!(parts[0].clone().check("swicked").is_ok());
+    }
+
+    #[test]
+    fn with_the_rules_thresholds_only_slow_requests_ids_travel() {
+        let slow = SampleThresholds::from_rules(&crate::monitor::RuleSet::default());
+        assert_eq!((slow.slow_request_ms, slow.slow_d1_ms), (Some(200.0), Some(200.0)));
+        let mut acc = PartialAccumulator::new(slow);
+        for i in 0..64u64 {
+            acc.fold(&rec(T0 + i as i64, i, 200, if i == 7 { 450.0 } else { 20.0 + i as f64 }));
+        }
+        let p = acc.take("swicked", ids()).remove(0);
+        let ids: Vec<&str> = p.samples.iter().map(|s| s.request_id.as_str()).collect();
+        assert_eq!(ids, ["req_000000000007"]);
+        // Without thresholds the slowest few travel, whatever they are.
+        let mut acc = PartialAccumulator::default();
+        for i in 0..64u64 {
+            acc.fold(&rec(T0 + i as i64, i, 200, 20.0 + i as f64));
+        }
+        assert_eq!(acc.take("swicked", ids_fn()).remove(0).samples.len(), SLOWEST_KEPT);
+    }
+
+    fn ids_fn() -> impl FnMut() -> String {
+        ids()
     }
 
     #[test]

@@ -126,8 +126,8 @@ pub struct HandOver {
 pub struct PersistPlan {
     /// `ring` rows to upsert: the key to report back and the binary row.
     pub rows: Vec<(BucketKey, Vec<u8>)>,
-    /// Delete `ring` rows starting before this (outside the ring).
-    pub delete_before_ms: i64,
+    /// Delete `ring` rows starting before this (outside the ring), when it moved.
+    pub delete_before_ms: Option<i64>,
     /// `meta` key `strings`, when it changed.
     pub strings: Option<String>,
     /// `meta` key `snapshot`, when it changed.
@@ -140,6 +140,8 @@ pub struct PersistPlan {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Persisted {
     pub rows: Vec<BucketKey>,
+    /// The delete of the plan ran.
+    pub deleted_before_ms: Option<i64>,
     pub strings: bool,
     pub snapshot: bool,
     pub cron: bool,
@@ -301,6 +303,8 @@ pub struct ShopMonitorCore {
     planned_fingerprint: Option<u64>,
     /// The cron state changed since it was last stored.
     cron_dirty: bool,
+    /// Rows before this were deleted (the delete runs again only when it moves).
+    deleted_before_ms: Option<i64>,
 }
 
 impl ShopMonitorCore {
@@ -411,6 +415,7 @@ impl ShopMonitorCore {
             stored_fingerprint: None,
             planned_fingerprint: None,
             cron_dirty: true,
+            deleted_before_ms: None,
         };
         // Start (or resume) watching: align the watchdog with the watch list and conclude
         // what is due, whether or not its due time has come.
@@ -443,7 +448,7 @@ impl ShopMonitorCore {
     /// ledger, check-ins to the watchdog (and an End's results to the audit watch); alert
     /// events they raise are queued in the outbox.
     pub fn ingest(&mut self, batch: Parsed, now_ms: i64) -> IngestOutcome {
-        let Parsed { records, partials, check_ins, rejected } = batch;
+        let Parsed { records, mut partials, check_ins, rejected } = batch;
         let mut lines = Vec::new();
         if !rejected.is_empty() {
             lines.push(LogLine::MonitorIngestRejected {
@@ -453,15 +458,15 @@ impl ShopMonitorCore {
                 first: rejected.iter().take(REJECTIONS_QUOTED).cloned().collect(),
             });
         }
+        let counted = self.cron.record_spend(&records) + self.cron.record_partial_spend(&partials);
         let mut report = self.monitor.ingest(&records, now_ms);
-        let folded = self.monitor.ingest_partials(&partials, now_ms);
+        let folded = self.monitor.ingest_partials(&mut partials, now_ms);
         report.accepted += folded.accepted;
         report.rejected_too_old += folded.rejected_too_old;
         report.rejected_future += folded.rejected_future;
         report.rejected_other_shop += folded.rejected_other_shop;
         report.partials += folded.partials;
         report.duplicate_partials += folded.duplicate_partials;
-        let counted = self.cron.record_spend(&records) + self.cron.record_partial_spend(&partials);
         let mut effects = Vec::with_capacity(check_ins.len());
         let mut events = Vec::new();
         for ci in &check_ins {
@@ -631,18 +636,25 @@ impl ShopMonitorCore {
         let buckets = self.monitor.dirty_closed_buckets(now_ms);
         let rows: Vec<(BucketKey, Vec<u8>)> =
             buckets.iter().map(|b| (b.key(), self.monitor.encode_bucket_row(b))).collect();
-        let strings = self.monitor.strings_to_store();
+        // Strings are added and dropped only when rows are written (a bucket closes or leaves
+        // the detail window; one out of the ring left it long before).
+        let strings = if rows.is_empty() { None } else { self.monitor.strings_to_store() };
         let snapshot = (self.snapshot_dirty || !rows.is_empty()).then(|| {
             self.planned_fingerprint = Some(self.monitor.decisions_fingerprint());
             serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default()
         });
         let cron = self.cron_dirty.then(|| serde_json::to_string(&self.cron).unwrap_or_default());
-        PersistPlan { rows, delete_before_ms: self.monitor.bucket_retention_start_ms(now_ms), strings, snapshot, cron }
+        let retention = self.monitor.bucket_retention_start_ms(now_ms);
+        let delete_before_ms = (self.deleted_before_ms != Some(retention)).then_some(retention);
+        PersistPlan { rows, delete_before_ms, strings, snapshot, cron }
     }
 
     /// Record what the edge wrote of the last plan.
     pub fn persisted(&mut self, done: &Persisted) {
         self.monitor.mark_buckets_persisted(&done.rows);
+        if done.deleted_before_ms.is_some() {
+            self.deleted_before_ms = done.deleted_before_ms;
+        }
         if done.strings {
             self.monitor.mark_strings_stored();
         }

@@ -118,6 +118,9 @@ fn take(shop: &str, acc: &mut PartialAccumulator) -> Vec<PartialBucket> {
 
 /// Fold one finished request's record into `shop`'s partial bucket.
 pub(crate) fn enqueue(ctx: &Context, env: &Env, settings: &Settings, shop: &str, record: &RequestRecord) {
+    if settings.log_only {
+        return;
+    }
     let cfg = ForwardConfig::from_settings(settings);
     enum Next {
         Send(Vec<PartialBucket>),
@@ -129,7 +132,7 @@ pub(crate) fn enqueue(ctx: &Context, env: &Env, settings: &Settings, shop: &str,
         let pending = match p.get_mut(shop) {
             Some(pending) => pending,
             None => p.entry(shop.to_string()).or_insert(Pending {
-                acc: PartialAccumulator::default(),
+                acc: PartialAccumulator::new(settings.sample_thresholds),
                 binding: cfg.binding,
                 flush_scheduled: false,
             }),

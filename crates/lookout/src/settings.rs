@@ -4,6 +4,8 @@
 
 use std::rc::Rc;
 
+use lookout_core::monitor::RuleSet;
+use lookout_core::partial::SampleThresholds;
 use lookout_core::shop::{ShopConfigError, ShopSet};
 use worker::Env;
 
@@ -23,6 +25,12 @@ pub struct Settings {
     pub test_env: bool,
     pub monitor_flush_ms: Option<u64>,
     pub monitor_batch_max: Option<usize>,
+    /// Which request ids travel in partial buckets as slow (the thresholds of the p95 rules of
+    /// `ALERT_RULES`, which the monitor reads too; the monitor logs a bad value).
+    pub sample_thresholds: SampleThresholds,
+    /// Bench only (`bench-baseline` feature, `LOOKOUT_INSTRUMENT=log`): the wrapper and its
+    /// log line, no record to the monitor (the bench's log-line-only arm). Never deploy it.
+    pub log_only: bool,
 }
 
 thread_local! {
@@ -49,6 +57,11 @@ pub fn settings(env: &Env, options: &Options) -> Rc<Settings> {
                 test_env: var(env, "ENVIRONMENT").as_deref() == Some("test"),
                 monitor_flush_ms: var(env, "MONITOR_FLUSH_MS").and_then(|v| v.parse().ok()),
                 monitor_batch_max: var(env, "MONITOR_BATCH_MAX").and_then(|v| v.parse().ok()),
+                sample_thresholds: SampleThresholds::from_rules(
+                    &RuleSet::from_alert_rules_json(var(env, "ALERT_RULES").as_deref().unwrap_or(""))
+                        .unwrap_or_default(),
+                ),
+                log_only: cfg!(feature = "bench-baseline") && var(env, "LOOKOUT_INSTRUMENT").as_deref() == Some("log"),
             })
         }))
     })

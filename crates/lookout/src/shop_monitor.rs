@@ -102,6 +102,9 @@ pub struct ShopMonitor {
     /// SQLite rows this instance wrote and read since it started (what storage is billed by).
     rows_written: Cell<u64>,
     rows_read: Cell<u64>,
+    /// Alarms this instance ran and set (each `setAlarm` is billed as a row written).
+    alarms_run: Cell<u64>,
+    alarms_set: Cell<u64>,
     /// The legacy `buckets` table still exists (drop it once its rows are written as rows).
     legacy_table: Cell<bool>,
     /// Test-only faults (`ENVIRONMENT=test`): ingest status, stall.
@@ -152,6 +155,8 @@ impl DurableObject for ShopMonitor {
             last_alarm_lag_ms: Cell::new(None),
             rows_written: Cell::new(0),
             rows_read: Cell::new(0),
+            alarms_run: Cell::new(0),
+            alarms_set: Cell::new(0),
             legacy_table: Cell::new(false),
             faults: Faults::from_env(&env),
             env,
@@ -191,6 +196,7 @@ impl DurableObject for ShopMonitor {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        self.alarms_run.set(self.alarms_run.get() + 1);
         let now = now_ms();
         let scheduled = self.armed_at.take();
         self.last_alarm_lag_ms.set(scheduled.map(|s| now - s));
@@ -202,6 +208,13 @@ impl DurableObject for ShopMonitor {
         self.tick(now).await;
         Response::ok("ok")
     }
+}
+
+/// Bytes of the wasm instance's memory (shared by the Worker and the objects of this isolate).
+fn wasm_memory_bytes() -> Option<f64> {
+    use worker::js_sys::Reflect;
+    let buffer = Reflect::get(&worker::wasm_bindgen::memory(), &JsValue::from_str("buffer")).ok()?;
+    Reflect::get(&buffer, &JsValue::from_str("byteLength")).ok()?.as_f64()
 }
 
 /// `ring` rows `(start_ms, data)` and legacy JSON rows.
@@ -393,6 +406,9 @@ impl ShopMonitor {
             obj.insert("storage_bytes".into(), serde_json::json!(self.sql().database_size()));
             obj.insert("storage_rows_written".into(), serde_json::json!(self.rows_written.get()));
             obj.insert("storage_rows_read".into(), serde_json::json!(self.rows_read.get()));
+            obj.insert("alarms_run".into(), serde_json::json!(self.alarms_run.get()));
+            obj.insert("wasm_memory_bytes".into(), serde_json::json!(wasm_memory_bytes()));
+            obj.insert("alarms_set".into(), serde_json::json!(self.alarms_set.get()));
         }
         Response::from_json(&v)
     }
@@ -442,8 +458,11 @@ impl ShopMonitor {
                 Err(e) => failed("ring", e),
             }
         }
-        if let Err(e) = self.exec("DELETE FROM ring WHERE start_ms < ?", vec![plan.delete_before_ms.into()]) {
-            failed("ring", e);
+        if let Some(before) = plan.delete_before_ms {
+            match self.exec("DELETE FROM ring WHERE start_ms < ?", vec![before.into()]) {
+                Ok(()) => done.deleted_before_ms = Some(before),
+                Err(e) => failed("ring", e),
+            }
         }
         for (key, value, flag) in [
             ("strings", plan.strings, &mut done.strings),
@@ -468,21 +487,27 @@ impl ShopMonitor {
     }
 
     /// Arm the single alarm at the core's next due time when that is earlier than what is
-    /// armed (an alarm already armed earlier will re-arm when it runs).
+    /// armed (an alarm already armed earlier will re-arm when it runs). The armed time is
+    /// noted before the write is awaited, so calls handled meanwhile do not arm it again (each
+    /// `setAlarm` is a storage write, billed as a row).
     async fn arm(&self, now: i64) {
         let next = self.core.borrow().as_ref().and_then(|c| c.next_due_ms(now));
         let Some(next) = next else { return };
         if self.armed_at.get().is_some_and(|a| a <= next && a >= now - 1000) {
             return;
         }
+        let before = self.armed_at.replace(Some(next));
         match self
             .state
             .storage()
             .set_alarm(worker::ScheduledTime::new(worker::js_sys::Date::new(&(next as f64).into())))
             .await
         {
-            Ok(()) => self.armed_at.set(Some(next)),
-            Err(e) => log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()})),
+            Ok(()) => self.alarms_set.set(self.alarms_set.get() + 1),
+            Err(e) => {
+                self.armed_at.set(before);
+                log(serde_json::json!({"kind": "monitor_alarm_error", "error": e.to_string()}))
+            }
         }
     }
 }

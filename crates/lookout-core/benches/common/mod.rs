@@ -4,8 +4,9 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
+use lookout_core::monitor::RuleSet;
 use lookout_core::monitor::{Channel, Monitor, MonitorConfig};
-use lookout_core::partial::{Partial, PartialAccumulator};
+use lookout_core::partial::{Partial, PartialAccumulator, SampleThresholds};
 use lookout_core::record::{RequestRecord, SlowQuery};
 
 /// A 10 s bucket boundary (2026-05-10T08:00:00Z).
@@ -71,7 +72,7 @@ pub fn default_monitor() -> Monitor {
 /// `records` folded into partial buckets as an isolate sends them (one per second of record
 /// time), checked as the monitor receives them.
 pub fn partials(records: &[RequestRecord], next: &mut u64) -> Vec<Partial> {
-    let mut acc = PartialAccumulator::default();
+    let mut acc = PartialAccumulator::new(SampleThresholds::from_rules(&RuleSet::default()));
     records.iter().for_each(|r| acc.fold(r));
     acc.take(SHOP, || {
         *next += 1;
@@ -103,13 +104,13 @@ pub fn full_ring(per_bucket: u64, seed: u64) -> (Monitor, i64) {
             batch.push(record(&mut rng, ts, seq));
             seq += 1;
             if batch.len() == 64 {
-                m.ingest_partials(&partials(&batch, &mut ids), ts);
+                m.ingest_partials(&mut partials(&batch, &mut ids), ts);
                 batch.clear();
             }
         }
         let end = b0 + bucket_ms - 1;
         if !batch.is_empty() {
-            m.ingest_partials(&partials(&batch, &mut ids), end);
+            m.ingest_partials(&mut partials(&batch, &mut ids), end);
         }
         m.evaluate(end);
         let dirty = m.dirty_closed_buckets(end);

@@ -240,28 +240,33 @@ impl LatencyDigest {
     /// grid when there are at most [`DIGEST_MAX_SIZE`] of them, each a centroid of weight 1.
     /// What an isolate sends for a partial bucket that saw few requests.
     pub fn encode_values(values: &mut [f64], out: &mut Vec<u8>) {
-        let mut d = LatencyDigest::default();
-        if values.len() <= DIGEST_MAX_SIZE {
-            values.sort_unstable_by(f64::total_cmp);
-            let good: Vec<f64> = values.iter().copied().filter(|v| v.is_finite() && *v >= 0.0).collect();
-            if let (Some(&min), Some(&max)) = (good.first(), good.last()) {
-                let centroids = good.iter().map(|&v| Centroid::new(v, 1.0)).collect();
-                let t = TDigest::new(
-                    centroids,
-                    good.iter().sum(),
-                    good.len() as f64,
-                    Some(max),
-                    Some(min),
-                    DIGEST_MAX_SIZE,
-                );
-                d.inner = canonical(t);
-            }
-        } else {
+        if values.len() > DIGEST_MAX_SIZE {
+            let mut d = LatencyDigest::default();
             for &v in values.iter() {
                 d.push_ms(v);
             }
+            d.encode(out);
+            return;
         }
-        d.encode(out);
+        // Each value a centroid of weight 1 (what `canonical` would make of them), written
+        // directly: no digest is built.
+        values.sort_unstable_by(f64::total_cmp);
+        let good = values.iter().copied().filter(|v| v.is_finite() && *v >= 0.0);
+        let n = good.clone().count();
+        put_varint(out, n as u64);
+        if n == 0 {
+            return;
+        }
+        put_f64(out, good.clone().sum());
+        put_f64(out, good.clone().next().unwrap_or(0.0));
+        put_f64(out, good.clone().next_back().unwrap_or(0.0));
+        let mut last = 0u64;
+        for v in good {
+            let k = (grid(v).round() as u64).max(last);
+            put_varint(out, k - last);
+            put_varint(out, 1);
+            last = k;
+        }
     }
 
     /// Read the binary form from the front of `input` (advancing it).

@@ -268,12 +268,13 @@ impl Monitor {
     /// whose id was taken lately is skipped (counted in `duplicate_partials`). Not an ingest
     /// call of its own: call [`ingest`](Self::ingest) for the same batch's records (an empty
     /// slice when there are none) so the call is counted once.
-    pub fn ingest_partials(&mut self, partials: &[Partial], now_ms: i64) -> IngestReport {
+    /// Their digests are moved into the window (left empty in `partials`).
+    pub fn ingest_partials(&mut self, partials: &mut [Partial], now_ms: i64) -> IngestReport {
         self.window.prune(self.last_eval_ms.map_or(now_ms, |t| t.min(now_ms)));
         let slow = |id| self.config.rules.rule(id).map_or(f64::INFINITY, |r| r.threshold);
         let (slow_request_ms, slow_d1_ms) = (slow(RuleId::RequestP95), slow(RuleId::D1P95));
         let mut report = IngestReport::default();
-        for p in partials {
+        for p in partials.iter_mut() {
             if self.recent_partial_ids.contains(&p.id) {
                 report.duplicate_partials += 1;
                 continue;

@@ -584,11 +584,11 @@ fn partial_buckets_fire_like_records_count_once_and_carry_their_diagnosis() {
             }
         }
         let now = T0 + t * 1000 + 999;
-        let parts = folded(&recs, &format!("iso{t}"));
-        let report = by_partial.ingest_partials(&parts, now);
+        let mut parts = folded(&recs, &format!("iso{t}"));
+        let report = by_partial.ingest_partials(&mut parts, now);
         assert_eq!((report.accepted, report.partials), (10, 1));
         // The same batch again (a retry after a lost answer) is not counted twice.
-        let again = by_partial.ingest_partials(&parts, now);
+        let again = by_partial.ingest_partials(&mut parts, now);
         assert_eq!((again.accepted, again.duplicate_partials), (0, 1));
         by_record.ingest(&recs, now);
         let (a, b) = (by_partial.evaluate(now), by_record.evaluate(now));

@@ -551,8 +551,9 @@ impl Window {
         Ok(unusable)
     }
 
-    /// Count an isolate's partial bucket (all its records at once).
-    pub fn add_partial(&mut self, p: &Partial, now_ms: i64) -> Result<(), RejectReason> {
+    /// Count an isolate's partial bucket (all its records at once); its digests are moved
+    /// into the bucket (left empty in `p`).
+    pub fn add_partial(&mut self, p: &mut Partial, now_ms: i64) -> Result<(), RejectReason> {
         if p.last_ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
             return Err(RejectReason::TooFarInFuture);
         }
@@ -565,8 +566,8 @@ impl Window {
         c.twilio_micros = c.twilio_micros.saturating_add(p.cost_micros.twilio);
         c.claude_micros = c.claude_micros.saturating_add(p.cost_micros.claude);
         if let Some(d) = &mut b.detail {
-            d.request_ms.merge_part(p.request_ms.clone());
-            d.d1_ms.merge_part(p.d1_ms.clone());
+            d.request_ms.merge_part(std::mem::take(&mut p.request_ms));
+            d.d1_ms.merge_part(std::mem::take(&mut p.d1_ms));
             d.diagnosis.merge(&p.diagnosis);
         }
         Ok(())
@@ -988,12 +989,12 @@ mod tests {
                     n += 1;
                     format!("t-{n}")
                 }) {
-                    by_partial.add_partial(&p.check("swicked").expect("valid"), now).expect("accepted");
+                    by_partial.add_partial(&mut p.check("swicked").expect("valid"), now).expect("accepted");
                 }
             }
         }
         for p in acc.take("swicked", || "t-last".into()) {
-            by_partial.add_partial(&p.check("swicked").expect("valid"), now).expect("accepted");
+            by_partial.add_partial(&mut p.check("swicked").expect("valid"), now).expect("accepted");
         }
         by_record.compress();
         by_partial.compress();

@@ -37,6 +37,7 @@ fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
     let plan = core.persist_plan(now_ms);
     let done = Persisted {
         rows: plan.rows.iter().map(|(k, _)| *k).collect(),
+        deleted_before_ms: plan.delete_before_ms,
         strings: plan.strings.is_some(),
         snapshot: plan.snapshot.is_some(),
         cron: plan.cron.is_some(),
