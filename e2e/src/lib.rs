@@ -252,6 +252,31 @@ impl Server {
         r.json()
     }
 
+    /// A request with any method (`PROPFIND`...: the HTTP client refuses methods it does not
+    /// know), sent on a raw connection; the answer is read to its end.
+    pub fn raw_req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        c.write_all(head.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        let _ = c.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let request_id = headers.iter().find(|(k, _)| k == "x-request-id").map(|(_, v)| v.clone());
+        Resp { status, request_id, headers, body: body.to_string() }
+    }
+
     pub fn req(&self, method: &str, path: &str) -> Req {
         Req { url: format!("{}{}", self.base(), path), method: method.to_string(), headers: vec![], body: None }
     }
@@ -401,6 +426,20 @@ impl Sink {
 
     /// `respond(n)` gives the status and body for the n-th request (0-based).
     pub fn start_with(respond: impl Fn(usize) -> (u16, String) + Send + 'static) -> Sink {
+        Self::start_raw(move |n, stream| {
+            let (status, reply) = respond(n);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        })
+    }
+
+    /// `answer(n, stream)` writes the whole answer to the n-th request (0-based) itself: for
+    /// stand-ins that misbehave (a body that trickles, an endless body). Requests are served
+    /// one at a time.
+    pub fn start_raw(answer: impl Fn(usize, &mut TcpStream) + Send + 'static) -> Sink {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
@@ -413,9 +452,10 @@ impl Sink {
             let mut n = 0usize;
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(r) = read_request(stream, |_| respond(n)) {
+                    Ok((mut stream, _)) => {
+                        if let Some(r) = read_request(&mut stream) {
                             rec.lock().unwrap().push(r);
+                            answer(n, &mut stream);
                             n += 1;
                         }
                     }
@@ -446,7 +486,7 @@ impl Drop for Sink {
     }
 }
 
-fn read_request(mut stream: TcpStream, respond: impl Fn(&str) -> (u16, String)) -> Option<Received> {
+fn read_request(stream: &mut TcpStream) -> Option<Received> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut buf = Vec::new();
@@ -477,12 +517,6 @@ fn read_request(mut stream: TcpStream, respond: impl Fn(&str) -> (u16, String)) 
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = String::from_utf8_lossy(&buf[header_end..]).to_string();
-    let (status, reply) = respond(&path);
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
     Some(Received { at: std::time::SystemTime::now(), path, headers, body })
 }
 
