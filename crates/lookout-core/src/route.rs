@@ -144,6 +144,18 @@ fn is_uuid(s: &str) -> bool {
             .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { *c == b'-' } else { c.is_ascii_hexdigit() })
 }
 
+/// Largest id [`parse_id`] accepts: 2^53 - 1, the largest integer a JS number (and so D1)
+/// holds exactly.
+pub const MAX_ID: i64 = (1 << 53) - 1;
+
+/// A route id: a decimal integer from 1 to [`MAX_ID`], nothing else (no sign, no spaces).
+pub fn parse_id(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<i64>().ok().filter(|n| (1..=MAX_ID).contains(n))
+}
+
 /// Percent-decode `s`; an escape that is not `%XX` stays as it is, invalid UTF-8 becomes
 /// U+FFFD.
 pub fn percent_decode_lossy(s: &str) -> String {
@@ -409,6 +421,15 @@ mod tests {
     }
 
     #[test]
+    fn ids() {
+        assert_eq!(parse_id("2506"), Some(2506));
+        assert_eq!(parse_id("9007199254740991"), Some(MAX_ID));
+        for bad in ["", "0", "-1", "+1", " 1", "1.0", "9007199254740992", "99999999999999999999", "0x10", "１"] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn methods() {
         assert!(is_served_method("GET") && is_served_method("OPTIONS"));
         for m in ["PROPFIND", "PURGE", "MKCOL", "SEARCH", "LOCK", "TRACE", "CONNECT", "get", ""] {
@@ -482,6 +503,16 @@ mod props {
             prop_assert!(!shape.contains('%'), "{}", shape);
             let _ = match_route(&["GET /a/{id}", "POST /a/{id}/b/{name}", "GET /"], &m, &s);
             let _ = method_label(&m);
+        }
+
+        /// Route ids: any text is an id only when it is the decimal of an integer in range.
+        #[test]
+        fn ids_parse_only_in_range(s in "\\PC{0,24}", n in proptest::prelude::any::<i64>()) {
+            if let Some(id) = parse_id(&s) {
+                prop_assert!((1..=MAX_ID).contains(&id));
+                prop_assert_eq!(id.to_string(), s.trim_start_matches('0'));
+            }
+            prop_assert_eq!(parse_id(&n.to_string()), Some(n).filter(|n| (1..=MAX_ID).contains(n)));
         }
 
         /// Route ids: whatever the segment, a match captures exactly it.

@@ -7,14 +7,12 @@
 
 use lookout_core::error::AppError;
 use lookout_core::redact::ContextValue;
-use lookout_core::route::{match_route, percent_decode_lossy, RouteMatch};
+use lookout_core::route::{match_route, parse_id, percent_decode_lossy, RouteMatch};
 use worker::Request;
 
 use crate::instrument::RequestCtx;
 
-/// Largest id [`Route::id`] accepts: 2^53 - 1, the largest integer D1 (a JS number) holds
-/// exactly.
-pub const MAX_ID: i64 = (1 << 53) - 1;
+pub use lookout_core::route::MAX_ID;
 
 /// The route a request matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +35,7 @@ impl Route {
     /// `BadRequest` naming the param (`field`).
     pub fn id(&self, name: &str) -> Result<i64, AppError> {
         let field = self.params.iter().find(|(n, _)| *n == name).map_or("id", |(n, _)| *n);
-        self.param(name).parse::<i64>().ok().filter(|n| (1..=MAX_ID).contains(n)).ok_or_else(|| {
+        parse_id(self.param(name)).ok_or_else(|| {
             AppError::bad_request("ids are positive integers up to 2^53 - 1").with("field", ContextValue::Label(field))
         })
     }

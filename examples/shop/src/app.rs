@@ -305,24 +305,31 @@ async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
     Ok(Response::from_json(&serde_json::json!({"received": true}))?)
 }
 
-#[derive(Deserialize)]
-struct Fault {
-    status: Option<u16>,
-    delay_ms: Option<u32>,
+/// The fault route's query: `status` (200-599, default 200) and `delay_ms` (default 0, at
+/// most 30 s).
+pub fn fault_params(query: &str) -> Result<(u16, u32), AppError> {
+    let not_integers = || AppError::bad_request("status and delay_ms are integers");
+    let (mut status, mut delay_ms) = (200u16, 0u32);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "status" => status = v.parse().map_err(|_| not_integers())?,
+            "delay_ms" => delay_ms = v.parse().map_err(|_| not_integers())?,
+            _ => {}
+        }
+    }
+    if !(200..=599).contains(&status) {
+        return Err(AppError::bad_request("status must be 200-599"));
+    }
+    Ok((status, delay_ms.min(30_000)))
 }
 
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
 async fn test_routes(req: Request, entry: &str) -> AppResult {
     match entry {
         "GET /__test/fault" => {
-            let q: Fault = req.query().map_err(|_| AppError::bad_request("status and delay_ms are integers"))?;
-            let delay = q.delay_ms.unwrap_or(0).min(30_000);
+            let (status, delay) = fault_params(req.url()?.query().unwrap_or(""))?;
             if delay > 0 {
                 worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
-            }
-            let status = q.status.unwrap_or(200);
-            if !(200..=599).contains(&status) {
-                return Err(AppError::bad_request("status must be 200-599").into());
             }
             Ok(Response::ok(format!("fault {status}"))?.with_status(status))
         }
@@ -369,6 +376,31 @@ mod tests {
     #[test]
     fn the_route_table_is_well_formed() {
         assert_eq!(lookout_core::route::check_routes(ROUTES), Ok(()));
+    }
+
+    #[test]
+    fn fault_query() {
+        assert_eq!(fault_params(""), Ok((200, 0)));
+        assert_eq!(fault_params("status=503&delay_ms=300&x=1"), Ok((503, 300)));
+        assert_eq!(fault_params("delay_ms=99999999"), Ok((200, 30_000)));
+        assert!(fault_params("status=600").is_err());
+        assert!(fault_params("status=abc").is_err());
+        assert!(fault_params("delay_ms=-1").is_err());
+    }
+
+    proptest::proptest! {
+        /// The cookie and the fault query, the app's parsers of request text: any input, no
+        /// panic; a session is only ever the value of a `session` cookie.
+        #[test]
+        fn cookies_and_queries_never_panic(h in "\\PC{0,120}", q in "\\PC{0,120}") {
+            if let Some(t) = session_token(&h) {
+                let cookie = format!("session={}", t);
+                proptest::prop_assert!(!t.is_empty() && h.contains(&cookie));
+            }
+            if let Ok((status, delay)) = fault_params(&q) {
+                proptest::prop_assert!((200..=599).contains(&status) && delay <= 30_000);
+            }
+        }
     }
 
     #[test]
