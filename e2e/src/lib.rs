@@ -113,8 +113,10 @@ impl App {
 pub struct Server {
     pub port: u16,
     pub state_dir: PathBuf,
-    log_path: PathBuf,
+    /// The output of each run of the server (a [`Server::restart`] adds one).
+    log_paths: Vec<PathBuf>,
     child: Child,
+    opts: Opts,
 }
 
 /// Options for a server: which Worker, extra `--var KEY:VALUE` pairs.
@@ -166,30 +168,83 @@ impl Server {
         let state_dir = root().join("target").join("e2e").join(format!("state-{}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
         fs::create_dir_all(root().join("target").join("e2e")).expect("mkdir target/e2e");
+        match opts.app {
+            App::Shop => copy_dir(d1_template(), &state_dir),
+            App::Minimal => fs::create_dir_all(&state_dir).expect("mkdir"),
+        }
         let log_path = state_dir.with_extension("log");
-        let log = fs::File::create(&log_path).expect("log file");
+        let child = Self::spawn_on(opts, port, &state_dir, &log_path);
+        Server { port, state_dir, log_paths: vec![log_path], child, opts: opts.clone() }
+    }
+
+    /// Run `wrangler dev` for `opts` on `port` with the state in `state_dir` (kept as it is).
+    fn spawn_on(opts: &Opts, port: u16, state_dir: &Path, log_path: &Path) -> Child {
+        let log = fs::File::create(log_path).expect("log file");
         let mut c = npx();
         c.args(["wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", &port.to_string()]);
         match opts.app {
             App::Shop => {
-                copy_dir(d1_template(), &state_dir);
                 c.args(["--env", "test", "--var", &format!("STRIPE_WEBHOOK_SECRET:{STRIPE_SECRET}")]);
             }
             App::Minimal => {
-                fs::create_dir_all(&state_dir).expect("mkdir");
                 c.args(["--config", "examples/minimal/wrangler.toml"]);
             }
         }
         c.args(["--inspector-port", &free_port().to_string()])
             .args(["--test-scheduled", "--show-interactive-dev-session=false", "--persist-to"])
-            .arg(&state_dir)
+            .arg(state_dir)
             .args(["--var", &format!("OPS_TOKEN:{OPS_TOKEN}")]);
         for (k, v) in &opts.vars {
             c.args(["--var", &format!("{k}:{v}")]);
         }
         c.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log).process_group(0);
-        let child = c.spawn().expect("spawn wrangler dev");
-        Server { port, state_dir, log_path, child }
+        c.spawn().expect("spawn wrangler dev")
+    }
+
+    /// Stop the server (SIGTERM to its process group, as a deploy or a crash would end it)
+    /// and start it again on the same port with the same local state (D1, Durable Objects).
+    pub fn restart(&mut self) {
+        self.stop();
+        let log_path = self.state_dir.with_extension(format!("{}.log", self.log_paths.len() + 1));
+        self.child = Self::spawn_on(&self.opts, self.port, &self.state_dir, &log_path);
+        self.log_paths.push(log_path);
+        if let Err(log) = self.wait_ready() {
+            panic!("wrangler dev did not restart:\n{log}");
+        }
+    }
+
+    fn stop(&mut self) {
+        let pgid = self.child.id() as i32;
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+        let _ = self.child.wait();
+    }
+
+    /// Resident memory of the server's processes in KiB: (workerd, the whole process group).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        let pgid = self.child.id().to_string();
+        let out = Command::new("ps").args(["-e", "-o", "pgid=,rss=,comm="]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+        let (mut workerd, mut total) = (0, 0);
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            if parts.next() != Some(pgid.as_str()) {
+                continue;
+            }
+            let rss: u64 = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+            total += rss;
+            if parts.next().is_some_and(|c| c.starts_with("workerd")) {
+                workerd += rss;
+            }
+        }
+        (workerd, total)
     }
 
     /// Wait until the server answers; on failure, what it printed.
@@ -212,7 +267,7 @@ impl Server {
     }
 
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.log_paths.iter().map(|p| fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n")
     }
 
     /// Every JSON object line the Worker printed so far.
@@ -289,17 +344,7 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pgid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
-        let _ = self.child.wait();
+        self.stop();
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.state_dir);
         }
