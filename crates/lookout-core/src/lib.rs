@@ -9,12 +9,14 @@
 pub mod alerting;
 pub mod audit;
 pub mod auth;
+pub mod codec;
 pub mod cron;
 pub mod deps;
 pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod monitor;
+pub mod partial;
 pub mod record;
 pub mod redact;
 pub mod request_id;

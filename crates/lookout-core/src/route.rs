@@ -186,7 +186,8 @@ pub fn percent_decode_lossy(s: &str) -> String {
 pub enum RouteTableError {
     /// Not `"METHOD /template"` with a served method (`HEAD` is implied by `GET`).
     BadEntry(&'static str),
-    /// A segment is empty, or a `{param}` is not `{lower_snake}` alone in its segment.
+    /// A segment is empty, a `{param}` is not `{lower_snake}` alone in its segment, or a
+    /// `{*rest}` is not the last segment.
     BadTemplate(&'static str),
     /// The same method and template twice.
     Duplicate(&'static str),
@@ -197,7 +198,7 @@ impl std::fmt::Display for RouteTableError {
         match self {
             RouteTableError::BadEntry(e) => write!(f, "route {e:?} is not \"METHOD /template\" with a served method"),
             RouteTableError::BadTemplate(e) => {
-                write!(f, "route {e:?}: segments are literals or {{name}} (lower_snake), none empty")
+                write!(f, "route {e:?}: segments are literals or {{name}} (lower_snake), {{*name}} last, none empty")
             }
             RouteTableError::Duplicate(e) => write!(f, "route {e:?} appears twice"),
         }
@@ -217,13 +218,17 @@ fn parse_entry(entry: &'static str) -> Result<Entry, RouteTableError> {
         return Err(RouteTableError::BadEntry(entry));
     }
     if template != "/" {
-        for seg in template[1..].split('/') {
+        let segs: Vec<&str> = template[1..].split('/').collect();
+        for (i, seg) in segs.iter().enumerate() {
             let param_ok = |p: &str| {
                 p.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
                     && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             };
             let ok = match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(p) => param_ok(p),
+                Some(p) => match p.strip_prefix('*') {
+                    Some(rest) => i == segs.len() - 1 && param_ok(rest),
+                    None => param_ok(p),
+                },
                 None => !seg.is_empty() && !seg.contains(['{', '}']),
             };
             if !ok {
@@ -267,8 +272,9 @@ pub enum RouteMatch<'p> {
 }
 
 /// Match `method` and `path` against `entries` (`"METHOD /template"`, first match wins).
-/// One trailing slash is ignored (`/health/` is `/health`); malformed entries never match
-/// (see [`check_routes`]).
+/// `{name}` captures one non-empty segment; `{*name}`, last only, captures the rest of the
+/// path (one segment or more, slashes included). One trailing slash is ignored (`/health/`
+/// is `/health`); malformed entries never match (see [`check_routes`]).
 pub fn match_route<'p>(entries: &[&'static str], method: &str, path: &'p str) -> RouteMatch<'p> {
     let path = match path.strip_suffix('/') {
         Some(p) if !p.is_empty() => p,
@@ -300,18 +306,41 @@ fn match_template<'p>(template: &'static str, path: &'p str) -> Option<Vec<(&'st
         return (path == "/").then(Vec::new);
     }
     let mut t = template.strip_prefix('/')?.split('/');
-    let mut p = path.strip_prefix('/')?.split('/');
+    let mut rest = path.strip_prefix('/')?;
     let mut params = Vec::new();
     loop {
-        match (t.next(), p.next()) {
-            (None, None) => return Some(params),
-            (Some(ts), Some(ps)) => match ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                Some(name) if !ps.is_empty() => params.push((name, ps)),
-                Some(_) => return None,
-                None if ts == ps => {}
-                None => return None,
-            },
-            _ => return None,
+        let Some(ts) = t.next() else {
+            return rest.is_empty().then_some(params);
+        };
+        let (ps, after) = match rest.split_once('/') {
+            Some((seg, after)) => (seg, Some(after)),
+            None if rest.is_empty() && ts.is_empty() => return None,
+            None => (rest, None),
+        };
+        match ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            // `{*name}`: the rest of the path, whatever its segments (none of them empty at its start).
+            Some(name) if name.starts_with('*') => {
+                return (!ps.is_empty()).then(|| {
+                    params.push((&name[1..], rest));
+                    params
+                });
+            }
+            Some(name) if !ps.is_empty() => params.push((name, ps)),
+            Some(_) => return None,
+            None if ts == ps => {}
+            None => return None,
+        }
+        match after {
+            Some(a) => {
+                // A path that ends here with a slash would leave an empty segment.
+                if a.is_empty() {
+                    return None;
+                }
+                rest = a;
+            }
+            None => {
+                return t.next().is_none().then_some(params);
+            }
         }
     }
 }
@@ -370,6 +399,27 @@ mod tests {
         for p in ["/api/tickets", "/api/tickets//photos/x", "/api/tickets/1/photos/", "/nope", "", "api/tickets/1"] {
             assert_eq!(match_route(ROUTES, "GET", p), RouteMatch::NotFound, "{p}");
         }
+    }
+
+    #[test]
+    fn a_tail_param_captures_the_rest_of_the_path() {
+        let routes = &["GET /files/{*path}", "GET /files"];
+        assert_eq!(
+            match_route(routes, "GET", "/files/a/b/c.png"),
+            RouteMatch::Found {
+                entry: "GET /files/{*path}",
+                template: "/files/{*path}",
+                params: vec![("path", "a/b/c.png")]
+            }
+        );
+        assert!(matches!(
+            match_route(routes, "GET", "/files/x"),
+            RouteMatch::Found { entry: "GET /files/{*path}", ref params, .. } if params == &vec![("path", "x")]
+        ));
+        assert!(matches!(match_route(routes, "GET", "/files"), RouteMatch::Found { entry: "GET /files", .. }));
+        assert_eq!(match_route(routes, "GET", "/files//x"), RouteMatch::NotFound);
+        assert_eq!(check_routes(&["GET /a/{*rest}/b"]), Err(RouteTableError::BadTemplate("GET /a/{*rest}/b")));
+        assert_eq!(check_routes(routes), Ok(()));
     }
 
     #[test]

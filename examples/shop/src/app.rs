@@ -40,6 +40,7 @@ pub const ROUTES: &[&str] = &[
     "POST /webhooks/stripe",
     // ENVIRONMENT=test only (404 elsewhere): fault routes for the alert tests.
     "GET /__test/fault",
+    "GET /__test/fault/{*rest}",
     "GET /__test/error",
     "GET /__test/panic",
 ];
@@ -326,7 +327,8 @@ pub fn fault_params(query: &str) -> Result<(u16, u32), AppError> {
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
 async fn test_routes(req: Request, entry: &str) -> AppResult {
     match entry {
-        "GET /__test/fault" => {
+        // `/__test/fault/<anything>`: the same, under any path (long URLs in the tests).
+        "GET /__test/fault" | "GET /__test/fault/{*rest}" => {
             let (status, delay) = fault_params(req.url()?.query().unwrap_or(""))?;
             if delay > 0 {
                 worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
