@@ -1,5 +1,5 @@
 //! Property tests ("fuzzing") of every parser of untrusted input in the core, through the
-//! public API: the monitor's ingest batch, `ALERT_RULES`, `CRON_WATCH` and cron expressions,
+//! public API: the monitor's ingest batch (partial buckets, records, check-ins), `ALERT_RULES`, `CRON_WATCH` and cron expressions,
 //! the Host header and the shop vars, `cf-ray`, the operator's `Authorization`, and (in
 //! their own modules) `Stripe-Signature`, route ids, paths and `Content-Length`. Arbitrary
 //! input, and input in the expected shape with arbitrary values: never a panic, always a
@@ -8,7 +8,8 @@
 
 use lookout_core::auth::check_bearer;
 use lookout_core::cron::{watch_list_from_var, Schedule, WatchList};
-use lookout_core::ingest::{parse_batch, MAX_INGEST_BYTES};
+use lookout_core::ingest::{parse_batch, partials_bodies, MAX_INGEST_BYTES};
+use lookout_core::partial::PartialAccumulator;
 use lookout_core::monitor::RuleSet;
 use lookout_core::record::RequestRecord;
 use lookout_core::request_id::{is_request_id, make_request_id};
@@ -85,13 +86,64 @@ proptest! {
         prop_assert!(rejected.iter().all(|i| !good.contains(i)));
     }
 
-    /// Ingest: any JSON document (objects with `records`/`cron_check_ins` of any content).
+    /// Ingest: partial buckets as an isolate sends them, some tampered with (a field set to an
+    /// arbitrary JSON value), some of another shop, some junk: the untouched ones of this shop
+    /// are kept and every other one is named by its position.
     #[test]
-    fn ingest_any_json(records in json_value(), check_ins in json_value(), which in 0..3usize) {
+    fn ingest_partials_keep_good_beside_bad(
+        slots in proptest::collection::vec((0..4usize, 0i64..50, 1usize..4, json_value(), select(&["v", "id", "shop", "start_ms", "span_ms", "requests", "errors_5xx", "first_ts_ms", "last_ts_ms", "request_ms", "d1_ms", "build_version", "errors", "samples", "cost_micros"][..])), 0..12),
+    ) {
+        let mut items: Vec<(bool, serde_json::Value)> = Vec::new();
+        for (i, (kind, second, n, junk, field)) in slots.iter().enumerate() {
+            let shop = if *kind == 1 { "demo" } else { "swicked" };
+            let mut acc = PartialAccumulator::default();
+            for k in 0..*n {
+                let ts = chrono::DateTime::from_timestamp_millis(NOW_MS - 60_000 + second * 1000).unwrap();
+                let mut r = RequestRecord::start(ts, format!("req_{:012}", i * 10 + k), "GET", "/health", "0.1.0+abc1234");
+                r.shop = Some(shop.to_string());
+                r.status = if k % 2 == 0 { 200 } else { 503 };
+                r.ms = 4.0 + k as f64;
+                acc.fold(&r);
+            }
+            for p in acc.take(shop, || format!("iso-{i}")) {
+                let mut v = serde_json::to_value(&p).unwrap();
+                match kind {
+                    2 => {
+                        v[*field] = junk.clone();
+                        items.push((false, v));
+                    }
+                    3 => items.push((false, junk.clone())),
+                    _ => items.push((*kind == 0, v)),
+                }
+            }
+        }
+        let body = serde_json::json!({"partials": items.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>()}).to_string();
+        let p = parse_batch(body.as_bytes(), "swicked", NOW_MS).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let good = items.iter().filter(|(g, _)| *g).count();
+        // A tampered partial may still be valid (a field set to an acceptable value): at
+        // least the good ones are kept, and everything is either kept or named.
+        prop_assert!(p.partials.len() >= good, "{:?}", p.rejected);
+        prop_assert_eq!(p.partials.len() + p.rejected.len(), items.len());
+        for r in &p.rejected {
+            prop_assert!(!items[r.index].0, "a good partial was rejected: {:?}", r);
+            prop_assert!(!r.reason.is_empty());
+        }
+        // What the isolate's own body builder gives is accepted whole.
+        let valid: Vec<_> = items.iter().filter(|(g, _)| *g).map(|(_, v)| serde_json::from_value(v.clone()).unwrap()).collect();
+        for (body, _) in partials_bodies(&valid) {
+            let p = parse_batch(body.as_bytes(), "swicked", NOW_MS).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(p.rejected.is_empty(), "{:?}", p.rejected);
+        }
+    }
+
+    /// Ingest: any JSON document (objects with `partials`/`records`/`cron_check_ins` of any content).
+    #[test]
+    fn ingest_any_json(records in json_value(), check_ins in json_value(), which in 0..4usize) {
         let body = match which {
             0 => serde_json::json!({"records": records}),
             1 => serde_json::json!({"cron_check_ins": check_ins}),
-            _ => serde_json::json!({"records": records, "cron_check_ins": check_ins}),
+            2 => serde_json::json!({"partials": records}),
+            _ => serde_json::json!({"records": records, "cron_check_ins": check_ins, "partials": check_ins}),
         }
         .to_string();
         if let Ok(p) = parse_batch(body.as_bytes(), "swicked", NOW_MS) {
