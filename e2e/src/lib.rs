@@ -227,26 +227,18 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Resident memory of the server's processes in KiB: (workerd, the whole process group).
-    pub fn rss_kib(&self) -> (u64, u64) {
-        let pgid = self.child.id().to_string();
-        let out = Command::new("ps").args(["-e", "-o", "pgid=,rss=,comm="]).output();
-        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
-        let (mut workerd, mut total) = (0, 0);
-        for line in text.lines() {
-            let mut parts = line.split_whitespace();
-            if parts.next() != Some(pgid.as_str()) {
-                continue;
-            }
-            let rss: u64 = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
-            total += rss;
-            if parts.next().is_some_and(|c| c.starts_with("workerd")) {
-                workerd += rss;
-            }
-        }
-        (workerd, total)
+    /// The process group of the server's current run (a restart starts another).
+    pub fn pgid(&self) -> u32 {
+        self.child.id()
     }
 
+    /// Resident memory of the server's processes in KiB: (workerd, the whole process group).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        rss_kib_of(self.pgid())
+    }
+}
+
+impl Server {
     /// Wait until the server answers; on failure, what it printed.
     fn wait_ready(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
@@ -340,6 +332,26 @@ impl Server {
     pub fn shop_req(&self, shop: &str, method: &str, path: &str) -> Req {
         self.req(method, path).header("host", &format!("{shop}.localhost")).header("cookie", "session=sess_robbie")
     }
+}
+
+/// Resident memory in KiB of process group `pgid`: (its workerd processes, all of it).
+pub fn rss_kib_of(pgid: u32) -> (u64, u64) {
+    let pgid = pgid.to_string();
+    let out = Command::new("ps").args(["-e", "-o", "pgid=,rss=,comm="]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+    let (mut workerd, mut total) = (0, 0);
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some(pgid.as_str()) {
+            continue;
+        }
+        let rss: u64 = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+        total += rss;
+        if parts.next().is_some_and(|c| c.starts_with("workerd")) {
+            workerd += rss;
+        }
+    }
+    (workerd, total)
 }
 
 impl Drop for Server {

@@ -9,8 +9,8 @@
 use lookout_core::auth::check_bearer;
 use lookout_core::cron::{watch_list_from_var, Schedule, WatchList};
 use lookout_core::ingest::{parse_batch, partials_bodies, MAX_INGEST_BYTES};
-use lookout_core::partial::PartialAccumulator;
 use lookout_core::monitor::RuleSet;
+use lookout_core::partial::PartialAccumulator;
 use lookout_core::record::RequestRecord;
 use lookout_core::request_id::{is_request_id, make_request_id};
 use lookout_core::shop::{is_slug, ShopResolution, ShopSet};

@@ -13,11 +13,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lookout_e2e::{root, Opts, Server, Sink, OPS_TOKEN};
+use lookout_e2e::{root, rss_kib_of, Opts, Server, Sink, OPS_TOKEN};
 use serde_json::Value;
 
 /// The shop in a 5xx incident.
@@ -166,7 +166,11 @@ fn main() {
     let t0 = Instant::now();
     let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut memory: Vec<(&str, f64, (u64, u64))> = Vec::new();
+    let mut memory: Vec<(&'static str, f64, (u64, u64))> = Vec::new();
+    // workerd's memory every 15 s: (seconds, run 1 or 2, workerd KiB).
+    let series: Arc<Mutex<Vec<(f64, u32, u64)>>> = Arc::default();
+    let pgid = Arc::new(AtomicU32::new(server.pgid()));
+    let run = Arc::new(AtomicU32::new(1));
     let mut t_kill = 0.0;
 
     // The clients only need the port (the restart keeps it), so the main thread can restart
@@ -191,6 +195,24 @@ fn main() {
                 })
             })
             .collect();
+        let sampler = {
+            let (series, stop, pgid, run) =
+                (Arc::clone(&series), Arc::clone(&stop), Arc::clone(&pgid), Arc::clone(&run));
+            scope.spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let (w, _) = rss_kib_of(pgid.load(Ordering::SeqCst));
+                    if w > 0 {
+                        series.lock().unwrap().push((t0.elapsed().as_secs_f64(), run.load(Ordering::SeqCst), w));
+                    }
+                    for _ in 0..15 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+            })
+        };
         let incident_driver = {
             let (sent, stop) = (Arc::clone(&sent), Arc::clone(&stop));
             scope.spawn(move || {
@@ -225,7 +247,10 @@ fn main() {
         memory.push(("first run, before the restart", t0.elapsed().as_secs_f64(), server.rss_kib()));
         t_kill = t0.elapsed().as_secs_f64();
         log("restarting wrangler dev (SIGTERM, same state)");
+        run.store(0, Ordering::SeqCst);
         server.restart();
+        pgid.store(server.pgid(), Ordering::SeqCst);
+        run.store(2, Ordering::SeqCst);
         log(&format!("restarted in {:.1} s", t0.elapsed().as_secs_f64() - t_kill));
         at(t0.elapsed().as_secs_f64() + 10.0);
         memory.push(("second run, warm (10 s)", t0.elapsed().as_secs_f64(), server.rss_kib()));
@@ -235,6 +260,7 @@ fn main() {
             d.join().expect("driver");
         }
         incident_driver.join().expect("incident driver");
+        sampler.join().expect("sampler");
     });
     log("traffic over; waiting for every outbox to drain (at most 5 minutes)");
 
@@ -264,6 +290,7 @@ fn main() {
     let t_end = t0.elapsed().as_secs_f64();
     memory.push(("second run, at the end", t_end, server.rss_kib()));
 
+    let series = series.lock().unwrap().clone();
     let report = figures(
         &a,
         &shops,
@@ -273,7 +300,7 @@ fn main() {
         &sent.lock().unwrap(),
         &statuses,
         t_kill,
-        &memory,
+        (&memory, &series),
         t_end,
     );
     println!("{}", report.markdown);
@@ -287,6 +314,11 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+/// Memory marks: (what, seconds, (workerd KiB, all KiB)).
+type Marks = [(&'static str, f64, (u64, u64))];
+/// workerd's memory over time: (seconds, run, KiB).
+type Series = [(f64, u32, u64)];
 
 struct Report {
     markdown: String,
@@ -303,7 +335,7 @@ fn figures(
     sent: &[Sent],
     statuses: &BTreeMap<String, Value>,
     t_kill: f64,
-    memory: &[(&str, f64, (u64, u64))],
+    (memory, series): (&Marks, &Series),
     t_end: f64,
 ) -> Report {
     let lines = server.json_lines();
@@ -454,6 +486,12 @@ fn figures(
         .map(|(what, at, (w, total))| format!("{what} ({at:.0} s): workerd {}, all {}", mib(*w), mib(*total)))
         .collect();
     md.push_str(&format!("| memory (resident) | {} | (figure) |\n", mem.join("; ")));
+    let curve: Vec<String> = series
+        .iter()
+        .filter(|(_, run, _)| *run > 0)
+        .map(|(t, run, w)| format!("{t:.0} s: {} (run {run})", mib(*w)))
+        .collect();
+    md.push_str(&format!("\nworkerd's resident memory every 15 s: {}.\n", curve.join(", ")));
     if truncated_history {
         md.push_str("\nA monitor kept its last 50 state changes only; older ones were not checked.\n");
     }
