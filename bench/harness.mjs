@@ -474,14 +474,6 @@ async function detectionPhase(ports, sink, rules) {
 }
 
 // ---------- report ----------
-/** The soak's section of RESULTS.md (written by scripts/soak), kept when the bench rewrites it. */
-function soakSection(file) {
-  const old = fs.existsSync(file) ? fs.readFileSync(file, "utf8") : "";
-  const b = old.indexOf("<!-- soak:begin");
-  const e = old.indexOf("<!-- soak:end -->");
-  return b >= 0 && e > b ? "\n" + old.slice(b, e + "<!-- soak:end -->".length) + "\n" : "";
-}
-
 function report({ m, native, overhead, exact, tput, logc, detection, elapsedS, toml }) {
   const L = [];
   const p = (s = "") => L.push(s);
@@ -726,7 +718,7 @@ async function main() {
     const detection = await detectionPhase(ports, sink, toml.testRules);
     const elapsedS = (Date.now() - t0Run) / 1000;
     const md = report({ m, native, overhead, exact, tput, logc, detection, elapsedS, toml });
-    fs.writeFileSync(RESULTS, md + "\n" + soakSection(RESULTS));
+    fs.writeFileSync(RESULTS, md + "\n" + keptSections(RESULTS));
     fs.writeFileSync(path.join(OUT, "raw.json"), JSON.stringify({ m, native, overhead, exact, tput, logc, detection }, null, 1));
     console.log(md);
     log(`wrote ${path.relative(ROOT, RESULTS)} in ${elapsedS.toFixed(0)} s`);
@@ -744,6 +736,20 @@ async function main() {
   } finally {
     stopAll();
   }
+}
+
+// Sections other benches write into the same file between `<!-- NAME:begin -->` (or
+// `<!-- NAME:start ...`) and `<!-- NAME:end -->` (bench/forensics.sh's), carried over when this
+// run rewrites it.
+function keptSections(file) {
+  let old = "";
+  try {
+    old = fs.readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+  const blocks = old.match(/<!-- ([a-z]+):(?:begin|start)[\s\S]*?<!-- \1:end -->/g) ?? [];
+  return blocks.map((b) => "\n" + b + "\n").join("");
 }
 
 main().catch((e) => {

@@ -262,6 +262,12 @@ impl Server {
         self.log_paths.iter().map(|p| fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n")
     }
 
+    /// The file the server's stdout and stderr go to (what `wrangler dev` prints), of its
+    /// current run (a [`Server::restart`] starts another file).
+    pub fn log_path(&self) -> &Path {
+        self.log_paths.last().expect("a server has run at least once")
+    }
+
     /// Every JSON object line the Worker printed so far.
     pub fn json_lines(&self) -> Vec<Value> {
         self.log_text()
