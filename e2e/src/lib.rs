@@ -113,8 +113,10 @@ impl App {
 pub struct Server {
     pub port: u16,
     pub state_dir: PathBuf,
-    log_path: PathBuf,
+    /// The output of each run of the server (a [`Server::restart`] adds one).
+    log_paths: Vec<PathBuf>,
     child: Child,
+    opts: Opts,
 }
 
 /// Options for a server: which Worker, extra `--var KEY:VALUE` pairs.
@@ -166,32 +168,77 @@ impl Server {
         let state_dir = root().join("target").join("e2e").join(format!("state-{}-{port}", std::process::id()));
         let _ = fs::remove_dir_all(&state_dir);
         fs::create_dir_all(root().join("target").join("e2e")).expect("mkdir target/e2e");
+        match opts.app {
+            App::Shop => copy_dir(d1_template(), &state_dir),
+            App::Minimal => fs::create_dir_all(&state_dir).expect("mkdir"),
+        }
         let log_path = state_dir.with_extension("log");
-        let log = fs::File::create(&log_path).expect("log file");
+        let child = Self::spawn_on(opts, port, &state_dir, &log_path);
+        Server { port, state_dir, log_paths: vec![log_path], child, opts: opts.clone() }
+    }
+
+    /// Run `wrangler dev` for `opts` on `port` with the state in `state_dir` (kept as it is).
+    fn spawn_on(opts: &Opts, port: u16, state_dir: &Path, log_path: &Path) -> Child {
+        let log = fs::File::create(log_path).expect("log file");
         let mut c = npx();
         c.args(["wrangler", "dev", "--local", "--ip", "127.0.0.1", "--port", &port.to_string()]);
         match opts.app {
             App::Shop => {
-                copy_dir(d1_template(), &state_dir);
                 c.args(["--env", "test", "--var", &format!("STRIPE_WEBHOOK_SECRET:{STRIPE_SECRET}")]);
             }
             App::Minimal => {
-                fs::create_dir_all(&state_dir).expect("mkdir");
                 c.args(["--config", "examples/minimal/wrangler.toml"]);
             }
         }
         c.args(["--inspector-port", &free_port().to_string()])
             .args(["--test-scheduled", "--show-interactive-dev-session=false", "--persist-to"])
-            .arg(&state_dir)
+            .arg(state_dir)
             .args(["--var", &format!("OPS_TOKEN:{OPS_TOKEN}")]);
         for (k, v) in &opts.vars {
             c.args(["--var", &format!("{k}:{v}")]);
         }
         c.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log).process_group(0);
-        let child = c.spawn().expect("spawn wrangler dev");
-        Server { port, state_dir, log_path, child }
+        c.spawn().expect("spawn wrangler dev")
     }
 
+    /// Stop the server (SIGTERM to its process group, as a deploy or a crash would end it)
+    /// and start it again on the same port with the same local state (D1, Durable Objects).
+    pub fn restart(&mut self) {
+        self.stop();
+        let log_path = self.state_dir.with_extension(format!("{}.log", self.log_paths.len() + 1));
+        self.child = Self::spawn_on(&self.opts, self.port, &self.state_dir, &log_path);
+        self.log_paths.push(log_path);
+        if let Err(log) = self.wait_ready() {
+            panic!("wrangler dev did not restart:\n{log}");
+        }
+    }
+
+    fn stop(&mut self) {
+        let pgid = self.child.id() as i32;
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
+        let _ = self.child.wait();
+    }
+
+    /// The process group of the server's current run (a restart starts another).
+    pub fn pgid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the server's processes in KiB: (workerd, the whole process group).
+    pub fn rss_kib(&self) -> (u64, u64) {
+        rss_kib_of(self.pgid())
+    }
+}
+
+impl Server {
     /// Wait until the server answers; on failure, what it printed.
     fn wait_ready(&mut self) -> Result<(), String> {
         let t0 = Instant::now();
@@ -212,12 +259,13 @@ impl Server {
     }
 
     pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.log_paths.iter().map(|p| fs::read_to_string(p).unwrap_or_default()).collect::<Vec<_>>().join("\n")
     }
 
-    /// The file the server's stdout and stderr go to (what `wrangler dev` prints).
+    /// The file the server's stdout and stderr go to (what `wrangler dev` prints), of its
+    /// current run (a [`Server::restart`] starts another file).
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.log_paths.last().expect("a server has run at least once")
     }
 
     /// Every JSON object line the Worker printed so far.
@@ -257,6 +305,31 @@ impl Server {
         r.json()
     }
 
+    /// A request with any method (`PROPFIND`...: the HTTP client refuses methods it does not
+    /// know), sent on a raw connection; the answer is read to its end.
+    pub fn raw_req(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut c = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        c.write_all(head.as_bytes()).expect("write");
+        let mut raw = Vec::new();
+        let _ = c.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let request_id = headers.iter().find(|(k, _)| k == "x-request-id").map(|(_, v)| v.clone());
+        Resp { status, request_id, headers, body: body.to_string() }
+    }
+
     pub fn req(&self, method: &str, path: &str) -> Req {
         Req { url: format!("{}{}", self.base(), path), method: method.to_string(), headers: vec![], body: None }
     }
@@ -267,19 +340,29 @@ impl Server {
     }
 }
 
+/// Resident memory in KiB of process group `pgid`: (its workerd processes, all of it).
+pub fn rss_kib_of(pgid: u32) -> (u64, u64) {
+    let pgid = pgid.to_string();
+    let out = Command::new("ps").args(["-e", "-o", "pgid=,rss=,comm="]).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
+    let (mut workerd, mut total) = (0, 0);
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some(pgid.as_str()) {
+            continue;
+        }
+        let rss: u64 = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+        total += rss;
+        if parts.next().is_some_and(|c| c.starts_with("workerd")) {
+            workerd += rss;
+        }
+    }
+    (workerd, total)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
-        let pgid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{pgid}")]).status();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pgid}")]).status();
-        let _ = self.child.wait();
+        self.stop();
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.state_dir);
         }
@@ -406,6 +489,20 @@ impl Sink {
 
     /// `respond(n)` gives the status and body for the n-th request (0-based).
     pub fn start_with(respond: impl Fn(usize) -> (u16, String) + Send + 'static) -> Sink {
+        Self::start_raw(move |n, stream| {
+            let (status, reply) = respond(n);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        })
+    }
+
+    /// `answer(n, stream)` writes the whole answer to the n-th request (0-based) itself: for
+    /// stand-ins that misbehave (a body that trickles, an endless body). Requests are served
+    /// one at a time.
+    pub fn start_raw(answer: impl Fn(usize, &mut TcpStream) + Send + 'static) -> Sink {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
@@ -418,9 +515,10 @@ impl Sink {
             let mut n = 0usize;
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => {
-                        if let Some(r) = read_request(stream, |_| respond(n)) {
+                    Ok((mut stream, _)) => {
+                        if let Some(r) = read_request(&mut stream) {
                             rec.lock().unwrap().push(r);
+                            answer(n, &mut stream);
                             n += 1;
                         }
                     }
@@ -451,7 +549,7 @@ impl Drop for Sink {
     }
 }
 
-fn read_request(mut stream: TcpStream, respond: impl Fn(&str) -> (u16, String)) -> Option<Received> {
+fn read_request(stream: &mut TcpStream) -> Option<Received> {
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     let mut buf = Vec::new();
@@ -482,12 +580,6 @@ fn read_request(mut stream: TcpStream, respond: impl Fn(&str) -> (u16, String)) 
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = String::from_utf8_lossy(&buf[header_end..]).to_string();
-    let (status, reply) = respond(&path);
-    let _ = write!(
-        stream,
-        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-        reply.len()
-    );
     Some(Received { at: std::time::SystemTime::now(), path, headers, body })
 }
 

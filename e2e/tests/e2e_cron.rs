@@ -213,6 +213,15 @@ fn tampering_one_audit_row_fires_audit_chain_broken_on_the_next_reconciliation()
     // demo's chain is intact and raises nothing.
     let demo = nth_summary_line(&s, "daily_reconciliation", "demo", 2);
     assert_eq!(demo["results"]["audit_chain_verified"], true, "{demo}");
+    // demo's monitor has taken that run's end (where a broken chain would fire at once) and
+    // has no notification queued or sent.
+    let demo_st = wait_for(Duration::from_secs(10), || {
+        let st = s.status("demo");
+        (cron_status(&st, "daily_reconciliation")["last_run"]["run_id"] == demo["run_id"]).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("demo's monitor did not record the run: {}", s.status("demo")["crons"]));
+    assert_eq!(demo_st["audit_chain"]["broken"], false, "{}", demo_st["audit_chain"]);
+    assert_eq!((demo_st["outbox"]["backlog"].as_u64(), demo_st["outbox"]["sent_total"].as_u64()), (Some(0), Some(0)));
     assert!(events_of(&sink, "demo", "audit_chain_broken").is_empty());
 
     // Put the row back: the next reconciliation verifies and resolves the incident.
@@ -348,6 +357,9 @@ fn ai_spend_past_the_cap_pauses_the_ai_route_until_an_operator_resumes() {
         .expect("twilio_cost_projection did not fire");
     assert_eq!(t.json()["severity"], "warning");
     assert_eq!(t.json()["action"], "Contact the owner about SMS volume");
+    // demo's monitor judged its week (the summary's figures are its answer) and did not fire.
+    let demo_tw = nth_summary_line(&s, "weekly_twilio_summary", "demo", 1);
+    assert_eq!(demo_tw["results"]["twilio_projection_firing"], false, "{demo_tw}");
     assert!(events_of(&sink, "demo", "twilio_cost_projection").is_empty());
 }
 

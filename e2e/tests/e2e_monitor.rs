@@ -25,6 +25,17 @@ fn event(r: &support::Received, rule: &str, event: &str) -> bool {
     v["rule"] == rule && v["event"] == event
 }
 
+/// Wait until `shop`'s outbox is empty and has sent `sent()` notifications in all: from then
+/// on nothing more goes out unless a new evaluation decides so (a positive marker, instead
+/// of sleeping and seeing nothing arrive).
+fn outbox_settled(s: &Server, shop: &str, sent: impl Fn() -> u64) -> Value {
+    support::wait_for(Duration::from_secs(20), || {
+        let st = s.status(shop);
+        (st["outbox"]["backlog"] == 0 && st["outbox"]["sent_total"] == sent()).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("{shop}'s outbox did not settle at {} sent: {}", sent(), s.status(shop)["outbox"]))
+}
+
 #[test]
 fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
     let sink = Sink::start();
@@ -57,11 +68,11 @@ fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
         active_at >= first_failure - 1.0 && active_at <= first_failure + 2.0,
         "active_at {active_at} vs first failure {first_failure}"
     );
-    assert!(
-        (epoch_s(&p["since"]) - sustain_reached).abs() < 0.01,
-        "fired at {} not at sustain {sustain_reached}",
-        p["since"]
-    );
+    // Judged by the monitor's own timestamps: it never fires before the sustain time, and it
+    // fires at the evaluation its alarm armed for that moment (an alarm runs late on a busy
+    // machine, so "at" is within 2 s, the same bound the webhook has below).
+    let late = epoch_s(&p["since"]) - sustain_reached;
+    assert!((-0.001..2.0).contains(&late), "fired at {} vs sustain {sustain_reached}", p["since"]);
     let delay = system_s(fired.at) - sustain_reached;
     assert!((-0.05..2.0).contains(&delay), "webhook {delay:.3} s after the sustain time");
     eprintln!("http_5xx_rate: webhook {:.0} ms after the sustain time", delay * 1000.0);
@@ -74,10 +85,11 @@ fn a_5xx_burst_fires_within_2s_of_the_sustain_time_and_resolves() {
     let resolved =
         sink.wait_for(Duration::from_secs(15), |r| event(r, "http_5xx_rate", "resolve")).expect("no resolve");
     assert_eq!(resolved.json()["dedup_key"], "swicked:http_5xx_rate:1");
-    let st = s.status("swicked");
+    // Everything the monitor sent is at the sink (a latency alert too, should the busy
+    // machine slow these requests past 200 ms: only http_5xx_rate's events are judged).
+    let st = outbox_settled(&s, "swicked", || sink.received().len() as u64);
     let state = rule(&st, "http_5xx_rate")["state"].as_str().unwrap().to_string();
     assert!(state == "resolved" || state == "inactive", "after recovery: {state}");
-    std::thread::sleep(Duration::from_secs(2));
     let events: Vec<Value> =
         sink.received().iter().map(|r| r.json()).filter(|v| v["rule"] == "http_5xx_rate").collect();
     assert_eq!(events.len(), 2, "exactly one trigger and one resolve: {events:?}");
@@ -135,7 +147,15 @@ fn three_bad_stripe_signatures_fire() {
         assert_eq!(r.status, 400);
         assert_eq!(r.json()["error"], "StripeSignatureInvalid");
         if i < 2 {
-            std::thread::sleep(Duration::from_millis(1500));
+            // The monitor has evaluated with this failure counted, and did not fire.
+            let st = support::wait_for(Duration::from_secs(10), || {
+                let st = s.status("swicked");
+                (rule(&st, "stripe_signature_failures")["value"] == (i + 1) as f64).then_some(st)
+            })
+            .unwrap_or_else(|| panic!("failure {} never evaluated: {}", i + 1, s.status("swicked")));
+            let r = rule(&st, "stripe_signature_failures");
+            assert_eq!(r["state"], "inactive", "fired before the third failure: {r}");
+            assert_eq!((st["outbox"]["backlog"].as_u64(), st["outbox"]["sent_total"].as_u64()), (Some(0), Some(0)));
             assert!(sink.received().is_empty(), "fired before the third failure");
         }
     }
@@ -147,10 +167,20 @@ fn three_bad_stripe_signatures_fire() {
     assert!(!fired.body.contains(support::STRIPE_SECRET));
 }
 
+/// The test environment's rules with the latency thresholds at 10 s: on a loaded 2-core
+/// machine a local D1 request can take over 200 ms, which is a real latency alert, not calm.
+const LATENCY_OUT_OF_REACH: &str = r#"{"bucket_s": 1, "eval_interval_s": 1, "repeat_interval_s": 3600,
+  "http_5xx_rate": {"window_s": 5, "for_s": 3, "keep_firing_for_s": 2, "min_requests": 5},
+  "request_p95": {"window_s": 5, "for_s": 3, "keep_firing_for_s": 2, "min_samples": 5, "threshold_ms": 10000, "clear_ms": 9000},
+  "d1_p95": {"window_s": 5, "for_s": 3, "keep_firing_for_s": 2, "min_samples": 5, "threshold_ms": 10000, "clear_ms": 9000},
+  "stripe_signature_failures": {"window_s": 60}}"#;
+
 #[test]
 fn calm_traffic_fires_nothing_and_shops_never_mix() {
     let sink = Sink::start();
-    let s = server_with_sink(&sink);
+    let s = Server::start_with(
+        Opts::default().var("ALERT_WEBHOOK_URL", &sink.url("/hook")).var("ALERT_RULES", LATENCY_OUT_OF_REACH),
+    );
     // demo: a 5xx burst; swicked: calm traffic at the same time.
     std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -166,15 +196,25 @@ fn calm_traffic_fires_nothing_and_shops_never_mix() {
             }
         });
     });
+    let traffic_end = system_s(SystemTime::now());
     let fired = sink.wait_for(Duration::from_secs(10), |r| event(r, "http_5xx_rate", "trigger")).expect("demo fired");
     assert_eq!(fired.json()["shop"], "demo");
-    std::thread::sleep(Duration::from_secs(3));
+    // swicked's monitor has all its records and has evaluated past the moment a pending
+    // alert of its own would have fired (its last record + the sustain time).
+    let calm = support::wait_for(Duration::from_secs(20), || {
+        let st = s.status("swicked");
+        let evaluated = st["last_evaluated_at"].as_str().map(|_| epoch_s(&st["last_evaluated_at"]));
+        (st["counters"]["accepted_records"] == 40 && evaluated.is_some_and(|t| t >= traffic_end + FOR_S)).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("swicked was not evaluated past the sustain time: {}", s.status("swicked")));
+    // ...and its outbox never had a notification: nothing for swicked can still arrive.
+    assert_eq!((calm["outbox"]["backlog"].as_u64(), calm["outbox"]["sent_total"].as_u64()), (Some(0), Some(0)));
     for r in sink.received() {
         let v = r.json();
         assert_eq!(v["shop"], "demo", "an alert for calm swicked: {v}");
         assert!(v["dedup_key"].as_str().unwrap().starts_with("demo:"), "{v}");
     }
-    let calm = s.status("swicked");
+    assert_eq!(calm["config_error"], Value::Null, "the rules override is valid");
     for r in calm["rules"].as_array().unwrap() {
         assert_eq!(r["state"], "inactive", "calm shop rule {r}");
     }
@@ -228,7 +268,9 @@ fn pagerduty_gets_trigger_with_dedup_key_and_failed_sends_are_retried_not_duplic
     }
     let ok = pd.wait_for(Duration::from_secs(20), |r| r.body.contains("\"trigger\"") && pd.received().len() >= 3);
     assert!(ok.is_some(), "PagerDuty never got the trigger: {:?}", pd.received());
-    std::thread::sleep(Duration::from_secs(3));
+    // Both channels delivered (webhook once, PagerDuty once after two failures) and nothing
+    // is left to retry: any further attempt would have to come from an entry in the outbox.
+    outbox_settled(&s, "swicked", || 2);
     let attempts = pd.received();
     assert_eq!(attempts.len(), 3, "two failures then one success, no more: {attempts:?}");
     for a in &attempts {

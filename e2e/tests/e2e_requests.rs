@@ -35,7 +35,7 @@ fn every_outcome_gets_one_line_and_the_response_id() {
     assert_eq!(l["shop"], "swicked");
     assert_eq!(l["staff_id"], 3);
     assert_eq!(l["staff_label"], "Robbie");
-    assert_eq!(l["path"], "/api/tickets/2506");
+    assert_eq!(l["path"], "/api/tickets/{id}", "the route template, not the raw path");
     assert_eq!(l["method"], "GET");
     assert_eq!(l["d1_queries"], 3, "session + ticket + lines: {l}");
     assert_eq!(l["external_calls"], json!(["stripe:0", "twilio:0", "claude:0", "gbp:0"]));

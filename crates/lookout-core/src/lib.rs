@@ -1,5 +1,6 @@
-//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth, Stripe
-//! signatures, the monitor's ingest protocol, the alerting vocabulary (severity, alert state,
+//! lookout's pure core: records, ids, redaction, route templates and path shapes, HTTP body
+//! rules, errors, shop resolution, operator auth, Stripe signatures, the monitor's ingest
+//! protocol, the alerting vocabulary (severity, alert state,
 //! unit), the monitor itself (windows, digests, rules, alerts, outbox), dependency
 //! instrumentation maths, cron watch maths, the hash-chained audit log, and the shop monitor
 //! that composes the monitor with the cron watchdog for the Durable Object. Nothing here
@@ -12,12 +13,14 @@ pub mod codec;
 pub mod cron;
 pub mod deps;
 pub mod error;
+pub mod http;
 pub mod ingest;
 pub mod monitor;
 pub mod partial;
 pub mod record;
 pub mod redact;
 pub mod request_id;
+pub mod route;
 pub mod shop;
 pub mod shop_monitor;
 pub mod stripe;

@@ -1,12 +1,16 @@
 //! Stripe webhook signatures: the `Stripe-Signature` scheme (`t=<unix>,v1=<hex>`), an
 //! HMAC-SHA256 of `"{t}.{payload}"` with the endpoint secret, compared in constant time,
-//! with a timestamp tolerance against replays. `now_s` is passed in.
+//! with a timestamp tolerance against replays. `now_s` is passed in. Each `v1` candidate
+//! costs an HMAC over the whole body, so a header may carry at most
+//! [`MAX_V1_CANDIDATES`] of them (Stripe sends one per active secret: two during a rotation).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Stripe's default tolerance between the signed timestamp and now.
 pub const DEFAULT_TOLERANCE_S: i64 = 300;
+/// Most `v1` signatures a header may carry.
+pub const MAX_V1_CANDIDATES: usize = 8;
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub enum SignatureError {
     TimestampOutsideTolerance,
     /// No `v1` signature matches the payload and secret.
     NoMatchingSignature,
+    /// More than [`MAX_V1_CANDIDATES`] `v1` signatures (refused before computing any HMAC).
+    TooManySignatures,
 }
 
 impl SignatureError {
@@ -28,6 +34,7 @@ impl SignatureError {
             SignatureError::MalformedHeader => "malformed Stripe-Signature header",
             SignatureError::TimestampOutsideTolerance => "Stripe-Signature timestamp outside tolerance",
             SignatureError::NoMatchingSignature => "no Stripe-Signature v1 signature matches",
+            SignatureError::TooManySignatures => "Stripe-Signature has more than 8 v1 signatures",
         }
     }
 }
@@ -55,6 +62,7 @@ pub fn verify(
     for part in header.split(',') {
         match part.trim().split_once('=') {
             Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
+            Some(("v1", _)) if candidates.len() == MAX_V1_CANDIDATES => return Err(SignatureError::TooManySignatures),
             Some(("v1", v)) => candidates.push(unhex(v).ok_or(SignatureError::MalformedHeader)?),
             _ => {}
         }
@@ -63,7 +71,9 @@ pub fn verify(
     if candidates.is_empty() {
         return Err(SignatureError::MalformedHeader);
     }
-    if (now_s - t).abs() > tolerance_s {
+    // Checked: an extreme `t` (i64::MIN + now) must not wrap into the window.
+    let within = now_s.checked_sub(t).and_then(i64::checked_abs).is_some_and(|age| age <= tolerance_s);
+    if !within {
         return Err(SignatureError::TimestampOutsideTolerance);
     }
     for sig in candidates {
@@ -133,5 +143,64 @@ mod tests {
         assert_eq!(verify(Some("t=abc,v1=00"), body, SECRET, now, 300), Err(SignatureError::MalformedHeader));
         assert_eq!(verify(Some("t=1700000000"), body, SECRET, now, 300), Err(SignatureError::MalformedHeader));
         assert_eq!(verify(Some("t=1700000000,v1=zz"), body, SECRET, now, 300), Err(SignatureError::MalformedHeader));
+    }
+
+    #[test]
+    fn extreme_timestamps_do_not_wrap_into_the_window() {
+        let body = b"{}";
+        let now = 1_700_000_000;
+        for t in [i64::MIN, i64::MIN + now, i64::MIN + now + 1, i64::MAX, i64::MAX - 1, -now] {
+            let header = format!("t={t},v1={}", sign(SECRET, t, body));
+            assert_eq!(
+                verify(Some(&header), body, SECRET, now, 300),
+                Err(SignatureError::TimestampOutsideTolerance),
+                "t={t}"
+            );
+        }
+        // Extreme now as well.
+        let header = format!("t=0,v1={}", sign(SECRET, 0, body));
+        assert_eq!(verify(Some(&header), body, SECRET, i64::MIN, 300), Err(SignatureError::TimestampOutsideTolerance));
+    }
+
+    #[test]
+    fn v1_candidates_are_capped_before_any_hmac() {
+        let body = b"{}";
+        let t = 1_700_000_000;
+        let good = sign(SECRET, t, body);
+        let bad = "ab".repeat(32);
+        // Eight candidates, the last one right: accepted (a rotation sends two).
+        let eight = format!("t={t},{}v1={good}", format!("v1={bad},").repeat(7));
+        assert_eq!(verify(Some(&eight), body, SECRET, t, 300), Ok(()));
+        let nine = format!("t={t},{}v1={good}", format!("v1={bad},").repeat(8));
+        assert_eq!(verify(Some(&nine), body, SECRET, t, 300), Err(SignatureError::TooManySignatures));
+        assert_eq!(SignatureError::TooManySignatures.message(), "Stripe-Signature has more than 8 v1 signatures");
+    }
+
+    proptest::proptest! {
+        /// Any header: no panic, and an error unless it carries the right signature.
+        #[test]
+        fn any_header_is_judged_without_panic(h in "\\PC{0,200}", now in proptest::prelude::any::<i64>(), tol in 0i64..100_000) {
+            let r = verify(Some(&h), b"payload", SECRET, now, tol);
+            proptest::prop_assert!(r.is_err(), "{:?}", r);
+        }
+
+        /// Headers in Stripe's shape with arbitrary numbers and candidates.
+        #[test]
+        fn shaped_headers_are_judged_without_panic(
+            t in proptest::prelude::any::<i64>(),
+            now in proptest::prelude::any::<i64>(),
+            sigs in proptest::collection::vec("[0-9a-f]{0,130}", 0..20),
+        ) {
+            let mut h = format!("t={t}");
+            for s in &sigs {
+                h.push_str(&format!(",v1={s}"));
+            }
+            let r = verify(Some(&h), b"payload", SECRET, now, DEFAULT_TOLERANCE_S);
+            proptest::prop_assert!(r.is_err());
+            let well_formed = sigs.iter().all(|s| s.len() % 2 == 0 && s.len() <= 128);
+            if sigs.len() > MAX_V1_CANDIDATES && well_formed {
+                proptest::prop_assert_eq!(r, Err(SignatureError::TooManySignatures));
+            }
+        }
     }
 }

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use worker::{Env, Headers, Method, Request, RequestInit};
 
-use crate::http::{fetch_with_timeout, FetchError};
+use crate::http::{fetch_capped, FetchError};
 use crate::settings;
 use lookout_core::monitor::{email_message, pagerduty_payload, webhook_payload, Channel, OutboxEntry};
 
+/// Deadline of one send, the receiver's whole answer included.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The receiver's answer is read (so the deadline covers it) but only its status matters.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 /// The `send_email` binding alert email goes through; the `ALERT_MAILER_BINDING` var names
 /// another (the object is built by the runtime, so its binding names are vars, not code).
@@ -73,10 +76,18 @@ async fn post_json(url: &str, body: &str, what: &str) -> Result<(), String> {
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(url, &init).map_err(|_| format!("{what}: invalid URL"))?;
-    match fetch_with_timeout(req, SEND_TIMEOUT).await {
-        Ok(resp) if (200..300).contains(&resp.status_code()) => Ok(()),
-        Ok(resp) => Err(format!("{what} answered {}", resp.status_code())),
-        Err(FetchError::Network(e)) => Err(format!("{what} unreachable: {}", lookout_core::redact::scrub_text(&e))),
-        Err(FetchError::Timeout) => Err(format!("{what} timed out after {} s", SEND_TIMEOUT.as_secs())),
+    let status = match fetch_capped(req, SEND_TIMEOUT, MAX_ANSWER_BYTES).await {
+        Ok(answer) => answer.status,
+        // Delivered; only the receiver's long answer was left unread.
+        Err(FetchError::TooLarge { status }) => status,
+        Err(FetchError::Network(e)) => {
+            return Err(format!("{what} unreachable: {}", lookout_core::redact::scrub_text(&e)))
+        }
+        Err(FetchError::Timeout) => return Err(format!("{what} timed out after {} s", SEND_TIMEOUT.as_secs())),
+    };
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("{what} answered {status}"))
     }
 }

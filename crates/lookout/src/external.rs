@@ -2,15 +2,17 @@
 //! Profile: each call is timed, retried with backoff when it is idempotent (Stripe `POST`s
 //! carry an `Idempotency-Key` derived from the request id, the same on every attempt), logged
 //! as its own `external_call` line (templated endpoint, redacted error body, cost), counted
-//! into the request's `external_calls` and `cost_micros`. What to log is decided in
-//! `lookout_core::deps`; this file performs the HTTP.
+//! into the request's `external_calls` and `cost_micros`. Each attempt has one deadline for
+//! the whole answer, body included ([`CALL_TIMEOUT`]), and reads at most
+//! [`MAX_ANSWER_BYTES`]. What to log is decided in `lookout_core::deps`; this file performs
+//! the HTTP.
 
 use std::time::Duration;
 
 use worker::{Headers, Method, Request, RequestInit};
 
 use crate::clock::{mono_ms, wall_now};
-use crate::http::{fetch_with_timeout, FetchError};
+use crate::http::{fetch_capped, FetchError};
 use crate::instrument::{Failure, RequestCtx};
 use crate::settings;
 use lookout_core::deps::{
@@ -18,7 +20,11 @@ use lookout_core::deps::{
 };
 use lookout_core::error::AppError;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline of one attempt: headers and the whole body.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest answer body read from an upstream; a larger one fails the call (502
+/// `UpstreamAnswerTooLarge`) and is not retried.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The configured base URL of a service (`*_API_BASE` vars let tests use local stand-ins).
 pub fn base_url(ctx: &RequestCtx, service: Service) -> String {
@@ -73,7 +79,8 @@ pub async fn send(ctx: &RequestCtx, call: Call, cost: impl FnOnce(&Answer) -> Op
             Ok((status, body, ct, retry_after)) => {
                 (CallOutcome::Status(status), Some(Answer { status, body }), ct, retry_after)
             }
-            Err(_) => (CallOutcome::NetworkError, None, None, None),
+            Err(FetchError::TooLarge { status }) => (CallOutcome::TooLarge(status), None, None, None),
+            Err(FetchError::Timeout | FetchError::Network(_)) => (CallOutcome::NetworkError, None, None, None),
         };
         let next = policy
             .should_retry(idempotent, attempt, outcome)
@@ -107,10 +114,15 @@ pub async fn send(ctx: &RequestCtx, call: Call, cost: impl FnOnce(&Answer) -> Op
     }
     worker::console_log!("{}", line.to_line());
     ctx.record_external(call.service, cost_micros);
-    answer.ok_or_else(|| {
-        AppError::new(502, "UpstreamUnavailable", "an upstream service did not answer")
-            .with("service", lookout_core::redact::ContextValue::Label(call.service.as_str()))
-            .into()
+    let service = lookout_core::redact::ContextValue::Label(call.service.as_str());
+    answer.ok_or_else(|| match outcome {
+        CallOutcome::TooLarge(_) => AppError::new(502, "UpstreamAnswerTooLarge", "an upstream answer exceeded 1 MiB")
+            .with("service", service)
+            .with("limit", lookout_core::redact::ContextValue::Int(MAX_ANSWER_BYTES as i64))
+            .into(),
+        _ => AppError::new(502, "UpstreamUnavailable", "an upstream service did not answer")
+            .with("service", service)
+            .into(),
     })
 }
 
@@ -132,12 +144,11 @@ async fn attempt_once(call: &Call, url: &str, key: Option<&str>, request_id: &st
         init.with_body(Some(b.as_str().into()));
     }
     let req = Request::new_with_init(url, &init).map_err(|e| FetchError::Network(e.to_string()))?;
-    let mut resp = fetch_with_timeout(req, CALL_TIMEOUT).await?;
-    let status = resp.status_code();
-    let ct = resp.headers().get("content-type").ok().flatten();
-    let retry_after = resp.headers().get("retry-after").ok().flatten();
-    let body = resp.text().await.unwrap_or_default();
-    Ok((status, body, ct, retry_after))
+    let answer = fetch_capped(req, CALL_TIMEOUT, MAX_ANSWER_BYTES).await?;
+    let ct = answer.headers.get("content-type").ok().flatten();
+    let retry_after = answer.headers.get("retry-after").ok().flatten();
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    Ok((answer.status, body, ct, retry_after))
 }
 
 /// `application/x-www-form-urlencoded` body from pairs.

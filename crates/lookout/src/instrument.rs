@@ -1,7 +1,10 @@
 //! The instrumentation wrapper around a Worker's fetch handler ([`wrap`]): request id, shop
 //! and staff identity, counters filled as the request goes, exactly one JSON line at the end,
 //! `X-Request-Id` on every response, and the record forwarded to the shop's monitor through
-//! `ctx.wait_until`. The record's shape and redaction live in `lookout_core`.
+//! `ctx.wait_until`. The line's `path` is the route template the app reports (`route.rs`) or
+//! the path's redacted shape; methods the wrapper does not serve never reach the app; a
+//! response that must have no body (`HEAD`, 204, 205, 304) leaves without one. The record's
+//! shape, redaction and those HTTP rules live in `lookout_core`.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -9,9 +12,11 @@ use std::rc::Rc;
 
 use lookout_core::deps::{D1Tally, Service};
 use lookout_core::error::{AppError, HandlerError, UnexpectedError};
+use lookout_core::http::{body_rule, BodyRule};
 use lookout_core::record::{round_ms, ExternalCounts, RequestRecord};
 use lookout_core::redact::ContextValue;
 use lookout_core::request_id::make_request_id;
+use lookout_core::route::{is_served_method, method_label, path_shape, SERVED_METHODS};
 use lookout_core::shop::{staff_label, ShopConfigError, ShopResolution};
 use worker::wasm_bindgen::prelude::*;
 use worker::wasm_bindgen::JsValue;
@@ -81,6 +86,8 @@ pub(crate) struct RequestState {
     pub(crate) record: RefCell<RequestRecord>,
     pub(crate) external: RefCell<ExternalCounts>,
     pub(crate) d1: Rc<RefCell<D1Tally>>,
+    /// The `Allow` header of a 405 the route matcher answered.
+    pub(crate) allow: RefCell<Option<String>>,
     t0_ms: f64,
     js_request: JsValue,
     monitor_binding: &'static str,
@@ -215,17 +222,20 @@ where
     let settings = settings::settings(&env, options);
     let cf_ray = req.headers().get("cf-ray").ok().flatten();
     let request_id: Rc<str> = make_request_id(cf_ray.as_deref(), random_u64()).into();
+    // The real method: `worker::Method` turns any method it does not know into GET.
+    let method = req.inner().method();
     let record = RequestRecord::start(
         wall_now(),
         request_id.to_string(),
-        req.method().as_ref(),
-        &req.path(),
+        &method_label(&method),
+        &path_shape(&req.path()),
         &settings.build_version,
     );
     let state = Rc::new(RequestState {
         record: RefCell::new(record),
         external: RefCell::default(),
         d1: Rc::default(),
+        allow: RefCell::default(),
         t0_ms: t0,
         js_request: AsRef::<JsValue>::as_ref(req.inner()).clone(),
         monitor_binding: settings.options.monitor_binding,
@@ -242,6 +252,14 @@ where
         _ if scope == Scope::Shop && settings.shops_error == Some(ShopConfigError::InvalidShopSlug) => {
             Err(AppError::new(500, "ConfigError", "SHOP_SLUG is not a valid shop slug; see the config_error line")
                 .into())
+        }
+        ShopResolution::Known(shop) if !is_served_method(&method) => {
+            if scope == Scope::Shop {
+                state.record.borrow_mut().shop = Some(shop);
+            }
+            // A 4xx, not 501: a scanner's PROPFINDs must not raise the shop's 5xx rate.
+            *state.allow.borrow_mut() = Some(SERVED_METHODS.join(", "));
+            Err(AppError::new(405, "MethodNotAllowed", "this method is not served").into())
         }
         ShopResolution::Known(shop) => {
             if scope == Scope::Shop {
@@ -278,7 +296,7 @@ where
             json_response(&e.client_body(&request_id), e.status())
         }
     };
-    let response = with_request_id(response, &request_id);
+    let response = finish_response(response, &method, &request_id, &state);
     drop(registration);
     let line = state.finish(response.status_code(), mono_ms());
     console_log!("{line}");
@@ -295,19 +313,58 @@ pub(crate) fn json_response(body: &serde_json::Value, status: u16) -> Response {
     Response::builder().with_status(status).with_headers(headers).fixed(body.to_string().into_bytes())
 }
 
-/// Set `X-Request-Id`, rebuilding the response when its headers are immutable.
-fn with_request_id(mut resp: Response, request_id: &str) -> Response {
-    if resp.headers_mut().set("x-request-id", request_id).is_ok() {
+/// What leaves: `X-Request-Id` (and `Allow` on a 405) set, and a body only where the
+/// method and status allow one (`lookout_core::http::body_rule`); a status the runtime cannot
+/// send becomes a 500 `InvalidStatus` on the line. Never fails: the runtime would otherwise
+/// throw after the line was written and answer without the request id.
+fn finish_response(resp: Response, method: &str, request_id: &str, state: &RequestState) -> Response {
+    let status = resp.status_code();
+    let allow = if status == 405 { state.allow.borrow().clone() } else { None };
+    match body_rule(method, status) {
+        BodyRule::Send => with_headers(resp, request_id, allow.as_deref()),
+        BodyRule::DropBody => {
+            let headers = copy_headers(&resp, request_id, allow.as_deref());
+            Response::builder().with_status(status).with_headers(headers).empty()
+        }
+        BodyRule::InvalidStatus => {
+            {
+                let mut r = state.record.borrow_mut();
+                r.error_class = Some("InvalidStatus".into());
+                r.error_msg = Some(format!("the app answered status {status}, which cannot be sent"));
+            }
+            let body = HandlerError::Unexpected(UnexpectedError::new("InvalidStatus", "")).client_body(request_id);
+            let headers = Headers::new();
+            let _ = headers.set("content-type", "application/json");
+            let _ = headers.set("x-request-id", request_id);
+            let body = if method == "HEAD" { Vec::new() } else { body.to_string().into_bytes() };
+            Response::builder().with_status(500).with_headers(headers).fixed(body)
+        }
+    }
+}
+
+/// Set `X-Request-Id` (and `Allow`), rebuilding the response when its headers are immutable.
+fn with_headers(mut resp: Response, request_id: &str, allow: Option<&str>) -> Response {
+    let set =
+        |h: &mut Headers| h.set("x-request-id", request_id).is_ok() && allow.is_none_or(|a| h.set("allow", a).is_ok());
+    if set(resp.headers_mut()) {
         return resp;
     }
-    let headers = Headers::new();
-    for (k, v) in resp.headers().entries() {
-        let _ = headers.set(&k, &v);
-    }
-    let _ = headers.set("x-request-id", request_id);
+    let headers = copy_headers(&resp, request_id, allow);
     let status = resp.status_code();
     let (_, body) = resp.into_parts();
     Response::builder().with_status(status).with_headers(headers).body(body)
+}
+
+fn copy_headers(resp: &Response, request_id: &str, allow: Option<&str>) -> Headers {
+    let headers = Headers::new();
+    for (k, v) in resp.headers().entries() {
+        let _ = headers.append(&k, &v);
+    }
+    let _ = headers.set("x-request-id", request_id);
+    if let Some(a) = allow {
+        let _ = headers.set("allow", a);
+    }
+    headers
 }
 
 /// The bench baseline (`bench/README.md`): the app without any instrumentation (no request
@@ -330,6 +387,7 @@ where
         record: RefCell::new(record),
         external: RefCell::default(),
         d1: Rc::default(),
+        allow: RefCell::default(),
         t0_ms: 0.0,
         js_request: JsValue::UNDEFINED,
         monitor_binding: settings.options.monitor_binding,

@@ -24,6 +24,7 @@
 //! in a Worker.
 
 pub mod ai_guard;
+pub mod body;
 pub mod clock;
 pub mod cron;
 pub mod db;
@@ -36,6 +37,7 @@ mod instrument;
 pub mod ops;
 mod options;
 pub mod r2;
+pub mod route;
 pub mod settings;
 mod shop_monitor;
 
@@ -43,6 +45,7 @@ mod shop_monitor;
 pub use instrument::bare;
 pub use instrument::{wrap, AppResult, Failure, RequestCtx};
 pub use options::Options;
+pub use route::Route;
 pub use shop_monitor::ShopMonitor;
 
 /// External services and what a call cost (for [`external::send`]).

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use lookout_core::auth::{check_bearer, AuthError};
+use lookout_core::cron::ResumeError;
 use lookout_core::error::AppError;
 use worker::{Context, Env, Method, Request, Response};
 
@@ -44,7 +45,14 @@ async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
         }
         (Method::Post, ["ops", "shops", shop, "ai", "resume"]) => {
             known_shop(&ctx, shop)?;
-            monitor_call(&ctx, shop, Method::Post, "/ai/resume", None).await
+            let resp = monitor_call(&ctx, shop, Method::Post, "/ai/resume", None).await?;
+            if resp.status_code() == 409 {
+                // The monitor's refusal, in the API's error format: `request_id` in the body,
+                // `error_class` on the line.
+                let e = ResumeError::NotPaused;
+                return Err(AppError::new(409, e.class(), e.message()).into());
+            }
+            Ok(resp)
         }
         _ => Err(AppError::not_found("no such operator route").into()),
     }

@@ -10,6 +10,8 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 pub use lookout::ShopMonitor;
 
 const LOOKOUT: Options = Options::new().monitor_binding("MONITOR").context_keys(&["order_id"]);
+/// The line's `path` is the template a request matched (`/orders/{id}`), never the raw path.
+const ROUTES: &[&str] = &["GET /", "GET /orders/{id}", "GET /pay"];
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
@@ -19,13 +21,14 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     lookout::wrap(&LOOKOUT, req, env, &ctx, route).await
 }
 
-async fn route(req: Request, _ctx: Rc<RequestCtx>) -> AppResult {
-    match req.path().as_str() {
-        "/" => Ok(Response::ok("hello from the corner cafe")?),
-        "/orders/42" => Err(AppError::new(409, "OrderLocked", "the order is being paid")
-            .with("order_id", ContextValue::Int(42))
+async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
+    let r = ctx.route(&req, ROUTES)?;
+    match r.entry {
+        "GET /" => Ok(Response::ok("hello from the corner cafe")?),
+        "GET /orders/{id}" => Err(AppError::new(409, "OrderLocked", "the order is being paid")
+            .with("order_id", ContextValue::Int(r.id("id")?))
             .into()),
-        "/pay" => Ok(Response::error("the payment provider is down", 503)?),
+        "GET /pay" => Ok(Response::error("the payment provider is down", 503)?),
         _ => Err(AppError::not_found("no such page").into()),
     }
 }

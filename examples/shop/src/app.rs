@@ -5,10 +5,11 @@
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-use worker::{Method, Request, Response};
+use worker::{Request, Response};
 
 use crate::audit;
 use crate::services;
+use lookout::body;
 use lookout::db::{int, Db};
 use lookout::{AppResult, Failure, RequestCtx};
 use lookout_core::error::AppError;
@@ -17,50 +18,74 @@ use lookout_core::stripe;
 
 /// Largest JSON body the app accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest photo accepted.
+pub const MAX_PHOTO_BYTES: usize = 1024 * 1024;
+/// Largest Stripe webhook body accepted.
+pub const MAX_WEBHOOK_BYTES: usize = 64 * 1024;
+
+/// The app's routes: what the line's `path` says (the template) and what `route` serves.
+/// `HEAD` is served by the `GET` entries (uptime checks use `HEAD /health`).
+pub const ROUTES: &[&str] = &[
+    "GET /health",
+    "GET /api/tickets/{id}",
+    "DELETE /api/tickets/{id}",
+    "POST /api/tickets/{id}/lines",
+    "POST /api/tickets/{id}/charge",
+    "POST /api/tickets/{id}/sms",
+    "GET /api/tickets/{id}/photos",
+    "GET /api/tickets/{id}/photos/{name}",
+    "PUT /api/tickets/{id}/photos/{name}",
+    "POST /api/ai/summarize",
+    "GET /api/reports/open-lines",
+    "POST /webhooks/stripe",
+    // ENVIRONMENT=test only (404 elsewhere): fault routes for the alert tests.
+    "GET /__test/fault",
+    "GET /__test/fault/{*rest}",
+    "GET /__test/error",
+    "GET /__test/panic",
+];
 
 /// Route a request of a known shop.
-pub async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
-    let path = req.path();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method();
-    match (method.clone(), segs.as_slice()) {
-        (Method::Get, ["health"]) => Ok(Response::ok("ok")?),
-        (_, ["api", ..]) => api(req, ctx, method, &segs[1..]).await,
-        (Method::Post, ["webhooks", "stripe"]) => stripe_webhook(req, &ctx).await,
-        (_, ["__test", ..]) if ctx.is_test_env() => test_routes(req, &segs[1..]).await,
-        _ => Err(AppError::not_found("no such route").into()),
+pub async fn route(mut req: Request, ctx: Rc<RequestCtx>) -> AppResult {
+    if req.path().starts_with("/__test/") && !ctx.is_test_env() {
+        return Err(AppError::not_found("no such route").into());
     }
-}
-
-async fn api(mut req: Request, ctx: Rc<RequestCtx>, method: Method, segs: &[&str]) -> AppResult {
+    let r = ctx.route(&req, ROUTES)?;
+    if r.template.starts_with("/__test/") {
+        return test_routes(req, r.entry).await;
+    }
+    if r.entry == "GET /health" {
+        return Ok(Response::ok("ok")?);
+    }
+    if r.entry == "POST /webhooks/stripe" {
+        return stripe_webhook(req, &ctx).await;
+    }
     let db = Db::new(&ctx)?;
     authenticate(&req, &ctx, &db).await?;
-    match (method, segs) {
-        (Method::Get, ["tickets", id]) => get_ticket(&db, &ctx, parse_id(id)?).await,
-        (Method::Delete, ["tickets", id]) => delete_ticket(&db, &ctx, parse_id(id)?).await,
-        (Method::Post, ["tickets", id, "lines"]) => {
-            let body = read_json::<NewLine>(&mut req).await?;
-            add_line(&db, &ctx, parse_id(id)?, body).await
+    match r.entry {
+        "GET /api/tickets/{id}" => get_ticket(&db, &ctx, r.id("id")?).await,
+        "DELETE /api/tickets/{id}" => delete_ticket(&db, &ctx, r.id("id")?).await,
+        "POST /api/tickets/{id}/lines" => {
+            let id = r.id("id")?;
+            add_line(&db, &ctx, id, read_json::<NewLine>(&mut req).await?).await
         }
-        (Method::Post, ["tickets", id, "charge"]) => {
-            let body = read_json(&mut req).await?;
-            services::charge(&db, &ctx, parse_id(id)?, body).await
+        "POST /api/tickets/{id}/charge" => {
+            let id = r.id("id")?;
+            services::charge(&db, &ctx, id, read_json(&mut req).await?).await
         }
-        (Method::Post, ["tickets", id, "sms"]) => {
-            let body = read_json(&mut req).await?;
-            services::sms(&db, &ctx, parse_id(id)?, body).await
+        "POST /api/tickets/{id}/sms" => {
+            let id = r.id("id")?;
+            services::sms(&db, &ctx, id, read_json(&mut req).await?).await
         }
-        (Method::Post, ["ai", "summarize"]) => {
-            let body = read_json(&mut req).await?;
-            services::summarize(&db, &ctx, body).await
+        "POST /api/ai/summarize" => services::summarize(&db, &ctx, read_json(&mut req).await?).await,
+        "GET /api/tickets/{id}/photos" => services::list_photos(&db, &ctx, r.id("id")?).await,
+        "PUT /api/tickets/{id}/photos/{name}" => {
+            let id = r.id("id")?;
+            let bytes = body::read_body(&mut req, MAX_PHOTO_BYTES).await?;
+            services::put_photo(&db, &ctx, id, r.param("name"), bytes).await
         }
-        (Method::Get, ["tickets", id, "photos"]) => services::list_photos(&ctx, parse_id(id)?).await,
-        (Method::Put, ["tickets", id, "photos", name]) => {
-            let bytes = read_bytes(&mut req, MAX_PHOTO_BYTES).await?;
-            services::put_photo(&db, &ctx, parse_id(id)?, name, bytes).await
-        }
-        (Method::Get, ["tickets", id, "photos", name]) => services::get_photo(&ctx, parse_id(id)?, name).await,
-        (Method::Get, ["reports", "open-lines"]) => services::open_lines_report(&db, &ctx).await,
+        "GET /api/tickets/{id}/photos/{name}" => services::get_photo(&db, &ctx, r.id("id")?, r.param("name")).await,
+        "GET /api/reports/open-lines" => services::open_lines_report(&db, &ctx).await,
         _ => Err(AppError::not_found("no such route").into()),
     }
 }
@@ -74,11 +99,7 @@ struct Session {
 /// The app's session: a `session` cookie naming a row of `sessions`.
 async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Failure> {
     let cookie = req.headers().get("cookie")?.unwrap_or_default();
-    let token = cookie.split(';').filter_map(|c| c.trim().strip_prefix("session=")).next().ok_or(AppError::new(
-        401,
-        "Unauthenticated",
-        "sign in first",
-    ))?;
+    let token = session_token(&cookie).ok_or(AppError::new(401, "Unauthenticated", "sign in first"))?;
     let session: Option<Session> = db
         .first(
             "SELECT s.staff_id, st.first_name FROM sessions s JOIN staff st ON st.id = s.staff_id WHERE s.token = ?",
@@ -90,26 +111,13 @@ async fn authenticate(req: &Request, ctx: &RequestCtx, db: &Db) -> Result<(), Fa
     Ok(())
 }
 
-fn parse_id(s: &str) -> Result<i64, Failure> {
-    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| AppError::bad_request("ids are positive integers").into())
-}
-
-/// Largest photo accepted.
-pub const MAX_PHOTO_BYTES: usize = 1024 * 1024;
-
-async fn read_bytes(req: &mut Request, limit: usize) -> Result<Vec<u8>, Failure> {
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(AppError::new(413, "PayloadTooLarge", "body exceeds the route's limit")
-            .with("bytes", ContextValue::Int(bytes.len() as i64))
-            .with("limit", ContextValue::Int(limit as i64))
-            .into());
-    }
-    Ok(bytes)
+/// The `session` cookie's value in a `Cookie` header, if any (the first one).
+pub fn session_token(cookie_header: &str) -> Option<&str> {
+    cookie_header.split(';').filter_map(|c| c.trim().strip_prefix("session=")).find(|t| !t.is_empty())
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(req: &mut Request) -> Result<T, Failure> {
-    let bytes = read_bytes(req, MAX_BODY_BYTES).await?;
+    let bytes = body::read_body(req, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|_| AppError::bad_request("body is not the expected JSON").into())
 }
 
@@ -191,17 +199,62 @@ struct NewLine {
     unit_cents: i64,
 }
 
+/// The largest integer D1 stores and gives back exactly: D1 binds and returns JS numbers,
+/// so amounts and quantities past 2^53 - 1 would be rounded on the way in and refused on the
+/// way out.
+pub const MAX_EXACT: i64 = (1 << 53) - 1;
+
+fn invalid_line(message: &'static str, field: &'static str) -> AppError {
+    AppError::new(422, "InvalidLine", message).with("field", ContextValue::Label(field))
+}
+
+/// Check a new line on its own: the field at fault is named. Returns the line's total in
+/// cents (`qty * unit_cents`, exact).
+pub fn validate_line(description: &str, qty: i64, unit_cents: i64) -> Result<i64, AppError> {
+    if description.trim().is_empty() || description.len() > 500 {
+        return Err(invalid_line("description must be 1-500 characters", "description"));
+    }
+    if !(1..=MAX_EXACT).contains(&qty) {
+        return Err(invalid_line("qty must be a whole number from 1 to 2^53 - 1", "qty"));
+    }
+    if !(0..=MAX_EXACT).contains(&unit_cents) {
+        return Err(invalid_line("unit_cents must be a whole number from 0 to 2^53 - 1", "unit_cents"));
+    }
+    qty.checked_mul(unit_cents)
+        .filter(|t| *t <= MAX_EXACT)
+        .ok_or_else(|| invalid_line("qty x unit_cents must be at most 2^53 - 1", "line_total_cents"))
+}
+
+/// The ticket's total with a new line stays exact (what the ticket, the report and the AI
+/// summary add up).
+pub fn check_ticket_total(current_cents: i64, line_cents: i64) -> Result<(), AppError> {
+    match current_cents.checked_add(line_cents) {
+        Some(t) if t <= MAX_EXACT => Ok(()),
+        _ => Err(invalid_line("the ticket's total would pass 2^53 - 1 cents", "ticket_total_cents")),
+    }
+}
+
 async fn add_line(db: &Db, ctx: &RequestCtx, id: i64, line: NewLine) -> AppResult {
-    if line.qty <= 0 || line.unit_cents < 0 || line.description.trim().is_empty() || line.description.len() > 500 {
-        return Err(AppError::new(422, "InvalidLine", "qty > 0, unit_cents >= 0, description 1-500 chars").into());
+    let line_total = validate_line(&line.description, line.qty, line.unit_cents)?;
+    #[derive(Deserialize)]
+    struct Existing {
+        customer_id: Option<i64>,
+        total_cents: i64,
     }
-    let exists: Option<serde_json::Value> = db
-        .first("SELECT id, customer_id FROM tickets WHERE id = ? AND shop = ?", &[int(id), ctx.shop.as_str().into()])
+    let exists: Option<Existing> = db
+        .first(
+            "SELECT t.customer_id, (SELECT COALESCE(SUM(l.qty * l.unit_cents), 0) FROM ticket_lines l \
+             WHERE l.ticket_id = t.id) AS total_cents FROM tickets t WHERE t.id = ? AND t.shop = ?",
+            &[int(id), ctx.shop.as_str().into()],
+        )
         .await?;
-    if exists.is_none() {
+    let Some(existing) = exists else {
         return Err(AppError::not_found("no such ticket").with("ticket_id", ContextValue::Int(id)).into());
-    }
-    let customer = exists.as_ref().and_then(|t| t["customer_id"].as_i64());
+    };
+    // Two concurrent adds may both pass this check; each line is exact on its own, and the
+    // sum of two stays far inside i64 for SQLite.
+    check_ticket_total(existing.total_cents, line_total)?;
+    let customer = existing.customer_id;
     #[derive(Deserialize)]
     struct Next {
         id: i64,
@@ -246,46 +299,117 @@ async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
         "STRIPE_WEBHOOK_SECRET is not configured",
     ))?;
     let header = req.headers().get("stripe-signature")?;
-    let body = req.bytes().await?;
-    if body.len() > 64 * 1024 {
-        return Err(AppError::new(413, "PayloadTooLarge", "webhook body exceeds 64 KiB").into());
-    }
+    let body = body::read_body(&mut req, MAX_WEBHOOK_BYTES).await?;
     let now_s = (worker::js_sys::Date::now() / 1000.0) as i64;
     stripe::verify(header.as_deref(), &body, &secret, now_s, stripe::DEFAULT_TOLERANCE_S)
         .map_err(|e| AppError::new(400, "StripeSignatureInvalid", e.message()))?;
     Ok(Response::from_json(&serde_json::json!({"received": true}))?)
 }
 
-#[derive(Deserialize)]
-struct Fault {
-    status: Option<u16>,
-    delay_ms: Option<u32>,
+/// The fault route's query: `status` (200-599, default 200) and `delay_ms` (default 0, at
+/// most 30 s).
+pub fn fault_params(query: &str) -> Result<(u16, u32), AppError> {
+    let not_integers = || AppError::bad_request("status and delay_ms are integers");
+    let (mut status, mut delay_ms) = (200u16, 0u32);
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "status" => status = v.parse().map_err(|_| not_integers())?,
+            "delay_ms" => delay_ms = v.parse().map_err(|_| not_integers())?,
+            _ => {}
+        }
+    }
+    if !(200..=599).contains(&status) {
+        return Err(AppError::bad_request("status must be 200-599"));
+    }
+    Ok((status, delay_ms.min(30_000)))
 }
 
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
-async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
-    match segs {
+async fn test_routes(req: Request, entry: &str) -> AppResult {
+    match entry {
         // `/__test/fault/<anything>`: the same, under any path (long URLs in the tests).
-        ["fault", ..] => {
-            let q: Fault = req.query().map_err(|_| AppError::bad_request("status and delay_ms are integers"))?;
-            let delay = q.delay_ms.unwrap_or(0).min(30_000);
+        "GET /__test/fault" | "GET /__test/fault/{*rest}" => {
+            let (status, delay) = fault_params(req.url()?.query().unwrap_or(""))?;
             if delay > 0 {
                 worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
-            }
-            let status = q.status.unwrap_or(200);
-            if !(200..=599).contains(&status) {
-                return Err(AppError::bad_request("status must be 200-599").into());
             }
             Ok(Response::ok(format!("fault {status}"))?.with_status(status))
         }
         // A runtime error whose message carries a customer's name, as real ones do.
-        ["error"] => {
+        "GET /__test/error" => {
             Err(worker::Error::RustError("lookup failed for customer 'Alice Smith' <alice@example.com>".into()).into())
         }
-        ["panic"] => {
+        "GET /__test/panic" => {
             let name = "Alice Smith";
             panic!("unexpected state for customer {name}");
         }
         _ => Err(AppError::not_found("no such test route").into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(e: AppError) -> Option<ContextValue> {
+        e.context.get("field").cloned()
+    }
+
+    #[test]
+    fn lines_beyond_exact_integers_are_refused_naming_the_field() {
+        assert_eq!(validate_line("Screen", 2, 12_900), Ok(25_800));
+        assert_eq!(validate_line("Screen", MAX_EXACT, 1), Ok(MAX_EXACT));
+        let two_53_plus_1 = MAX_EXACT + 2;
+        assert_eq!(field(validate_line("x", two_53_plus_1, 1).unwrap_err()), Some(ContextValue::Label("qty")));
+        assert_eq!(field(validate_line("x", 0, 1).unwrap_err()), Some(ContextValue::Label("qty")));
+        assert_eq!(field(validate_line("x", 1, two_53_plus_1).unwrap_err()), Some(ContextValue::Label("unit_cents")));
+        assert_eq!(field(validate_line("x", 1, -1).unwrap_err()), Some(ContextValue::Label("unit_cents")));
+        let e = validate_line("x", 4_000_000_000_000_000, 4_000_000_000_000_000).unwrap_err();
+        assert_eq!((e.status, field(e)), (422, Some(ContextValue::Label("line_total_cents"))));
+        assert_eq!(field(validate_line(" ", 1, 1).unwrap_err()), Some(ContextValue::Label("description")));
+        assert_eq!(check_ticket_total(MAX_EXACT - 5, 5), Ok(()));
+        assert_eq!(
+            field(check_ticket_total(MAX_EXACT - 5, 6).unwrap_err()),
+            Some(ContextValue::Label("ticket_total_cents"))
+        );
+        assert!(check_ticket_total(i64::MAX, 1).is_err());
+    }
+
+    #[test]
+    fn the_route_table_is_well_formed() {
+        assert_eq!(lookout_core::route::check_routes(ROUTES), Ok(()));
+    }
+
+    #[test]
+    fn fault_query() {
+        assert_eq!(fault_params(""), Ok((200, 0)));
+        assert_eq!(fault_params("status=503&delay_ms=300&x=1"), Ok((503, 300)));
+        assert_eq!(fault_params("delay_ms=99999999"), Ok((200, 30_000)));
+        assert!(fault_params("status=600").is_err());
+        assert!(fault_params("status=abc").is_err());
+        assert!(fault_params("delay_ms=-1").is_err());
+    }
+
+    proptest::proptest! {
+        /// The cookie and the fault query, the app's parsers of request text: any input, no
+        /// panic; a session is only ever the value of a `session` cookie.
+        #[test]
+        fn cookies_and_queries_never_panic(h in "\\PC{0,120}", q in "\\PC{0,120}") {
+            if let Some(t) = session_token(&h) {
+                let cookie = format!("session={}", t);
+                proptest::prop_assert!(!t.is_empty() && h.contains(&cookie));
+            }
+            if let Ok((status, delay)) = fault_params(&q) {
+                proptest::prop_assert!((200..=599).contains(&status) && delay <= 30_000);
+            }
+        }
+    }
+
+    #[test]
+    fn session_cookie() {
+        assert_eq!(session_token("a=1; session=sess_robbie; b=2"), Some("sess_robbie"));
+        assert_eq!(session_token("session=; session=x"), Some("x"));
+        assert_eq!(session_token("sessions=x"), None);
+        assert_eq!(session_token(""), None);
     }
 }

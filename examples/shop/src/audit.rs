@@ -17,8 +17,21 @@ use lookout_core::audit::{content_text, seal, AuditEvent};
 
 const ATTEMPTS: usize = 3;
 
+/// Whether a failed batch lost a race (the chain head or an allocated id was taken), so it is
+/// worth rebuilding. D1 gives no error code: a failed statement is a D1 error (`worker::Error::D1`)
+/// whose cause is SQLite's message. So only that structure is read, and only SQLite's fixed
+/// wording for a unique or primary-key violation ([`is_unique_violation`]) counts; any other
+/// error, whatever its text, is not a conflict.
 fn is_conflict(e: &Failure) -> bool {
-    format!("{e:?}").contains("UNIQUE constraint failed")
+    matches!(e, Failure::Runtime(worker::Error::D1(d1)) if is_unique_violation(&d1.cause()))
+}
+
+/// SQLite's message for `SQLITE_CONSTRAINT_UNIQUE` / `SQLITE_CONSTRAINT_PRIMARYKEY`:
+/// `UNIQUE constraint failed: <table>.<column>[, ...]` (D1 may append `: SQLITE_CONSTRAINT`).
+pub fn is_unique_violation(sqlite_message: &str) -> bool {
+    sqlite_message
+        .strip_prefix("UNIQUE constraint failed: ")
+        .is_some_and(|cols| cols.split([',', ':']).next().is_some_and(|c| c.trim().contains('.')))
 }
 
 /// One change to apply: its statements and the audit event that describes it.
@@ -91,5 +104,28 @@ where
             Err(e) if attempt < ATTEMPTS && is_conflict(&e) => continue,
             Err(e) => return Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sqlites_unique_violation_is_a_conflict() {
+        assert!(is_unique_violation("UNIQUE constraint failed: audit_events.shop, audit_events.prev_hash"));
+        assert!(is_unique_violation("UNIQUE constraint failed: ticket_lines.id: SQLITE_CONSTRAINT"));
+        assert!(!is_unique_violation("NOT NULL constraint failed: audit_events.hash"));
+        assert!(!is_unique_violation("no such table: audit_events"));
+        assert!(!is_unique_violation("D1_ERROR: UNIQUE constraint failed: audit_events.id"));
+    }
+
+    #[test]
+    fn errors_that_merely_mention_the_text_are_not_conflicts() {
+        // The old check matched the Debug text of any error.
+        let runtime = Failure::Runtime(worker::Error::RustError("UNIQUE constraint failed: audit_events.id".into()));
+        assert!(!is_conflict(&runtime));
+        let app = Failure::App(lookout_core::error::AppError::new(409, "Conflict", "UNIQUE constraint failed: x.y"));
+        assert!(!is_conflict(&app));
     }
 }

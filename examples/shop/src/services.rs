@@ -47,7 +47,7 @@ pub struct Charge {
     pub amount_cents: i64,
 }
 
-/// `POST /api/tickets/:id/charge`: a Stripe PaymentIntent, then the transaction in D1.
+/// `POST /api/tickets/{id}/charge`: a Stripe PaymentIntent, then the transaction in D1.
 pub async fn charge(db: &Db, ctx: &Rc<RequestCtx>, id: i64, body: Charge) -> AppResult {
     if !(50..=10_000_000).contains(&body.amount_cents) {
         return Err(AppError::new(422, "InvalidAmount", "amount_cents must be 50 to 10,000,000").into());
@@ -81,7 +81,7 @@ pub struct Sms {
     pub message: String,
 }
 
-/// `POST /api/tickets/:id/sms`: text the ticket's customer through Twilio (never logged).
+/// `POST /api/tickets/{id}/sms`: text the ticket's customer through Twilio (never logged).
 pub async fn sms(db: &Db, ctx: &Rc<RequestCtx>, id: i64, body: Sms) -> AppResult {
     if body.message.trim().is_empty() || body.message.chars().count() > 1600 {
         return Err(AppError::new(422, "InvalidMessage", "message must be 1-1600 characters").into());
@@ -177,39 +177,47 @@ pub async fn summarize(db: &Db, ctx: &Rc<RequestCtx>, body: Summarize) -> AppRes
     Ok(Response::from_json(&serde_json::json!({"ticket_id": body.ticket_id, "summary": summary}))?)
 }
 
-/// Photo keys are `tickets/{id}/{name}` with a plain file name.
-fn photo_key(id: i64, name: &str) -> Result<String, Failure> {
+/// Photo keys are `shops/{shop}/tickets/{id}/{name}` with a plain file name: a shop's photos
+/// live under its own prefix, and every photo route first checks that the ticket is the
+/// shop's, so another shop's host can neither list nor fetch them.
+fn photo_prefix(shop: &str, id: i64) -> String {
+    format!("shops/{shop}/tickets/{id}/")
+}
+
+fn photo_key(shop: &str, id: i64, name: &str) -> Result<String, Failure> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !name.starts_with('.');
     if ok {
-        Ok(format!("tickets/{id}/{name}"))
+        Ok(format!("{}{name}", photo_prefix(shop, id)))
     } else {
         Err(AppError::bad_request("photo names are 1-64 chars of letters, digits, - _ .").into())
     }
 }
 
-/// `PUT /api/tickets/:id/photos/:name`.
+/// `PUT /api/tickets/{id}/photos/{name}`.
 pub async fn put_photo(db: &Db, ctx: &Rc<RequestCtx>, id: i64, name: &str, bytes: Vec<u8>) -> AppResult {
-    let key = photo_key(id, name)?;
+    let key = photo_key(&ctx.shop, id, name)?;
     ticket_exists(db, ctx, id).await?;
     Files::new(ctx)?.put(&key, bytes).await?;
     Ok(Response::from_json(&serde_json::json!({"stored": key}))?.with_status(201))
 }
 
-/// `GET /api/tickets/:id/photos/:name`.
-pub async fn get_photo(ctx: &Rc<RequestCtx>, id: i64, name: &str) -> AppResult {
-    let key = photo_key(id, name)?;
+/// `GET /api/tickets/{id}/photos/{name}`.
+pub async fn get_photo(db: &Db, ctx: &Rc<RequestCtx>, id: i64, name: &str) -> AppResult {
+    let key = photo_key(&ctx.shop, id, name)?;
+    ticket_exists(db, ctx, id).await?;
     match Files::new(ctx)?.get(&key).await? {
         Some(bytes) => Ok(Response::from_bytes(bytes)?),
         None => Err(AppError::not_found("no such photo").with("ticket_id", ContextValue::Int(id)).into()),
     }
 }
 
-/// `GET /api/tickets/:id/photos`: the ticket's photo names.
-pub async fn list_photos(ctx: &Rc<RequestCtx>, id: i64) -> AppResult {
-    let prefix = format!("tickets/{id}/");
+/// `GET /api/tickets/{id}/photos`: the ticket's photo names.
+pub async fn list_photos(db: &Db, ctx: &Rc<RequestCtx>, id: i64) -> AppResult {
+    ticket_exists(db, ctx, id).await?;
+    let prefix = photo_prefix(&ctx.shop, id);
     let keys = Files::new(ctx)?.list(&prefix).await?;
     let names: Vec<&str> = keys.iter().filter_map(|k| k.strip_prefix(&prefix)).collect();
     Ok(Response::from_json(&serde_json::json!({"photos": names}))?)

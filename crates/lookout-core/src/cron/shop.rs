@@ -84,11 +84,24 @@ pub enum ResumeError {
     NotPaused,
 }
 
+impl ResumeError {
+    /// The error class the operator API answers with.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ResumeError::NotPaused => "NotPaused",
+        }
+    }
+
+    pub fn message(&self) -> &'static str {
+        match self {
+            ResumeError::NotPaused => "AI is not paused for this shop",
+        }
+    }
+}
+
 impl std::fmt::Display for ResumeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ResumeError::NotPaused => write!(f, "AI is not paused for this shop"),
-        }
+        f.write_str(self.message())
     }
 }
 

@@ -62,15 +62,18 @@ impl<'de> Deserialize<'de> for Service {
 pub enum CallOutcome {
     /// The upstream answered with this HTTP status.
     Status(u16),
-    /// No response: DNS, connect, TLS, reset or timeout.
+    /// No response: DNS, connect, TLS, reset or timeout (of the whole answer, body included).
     NetworkError,
+    /// The upstream answered with this status but a body over the size cap, which was not
+    /// read: a failure, not worth repeating (the next answer would be as large).
+    TooLarge(u16),
 }
 
 impl CallOutcome {
     /// The status for the log line (`null` on a network error).
     pub fn status(self) -> Option<u16> {
         match self {
-            CallOutcome::Status(s) => Some(s),
+            CallOutcome::Status(s) | CallOutcome::TooLarge(s) => Some(s),
             CallOutcome::NetworkError => None,
         }
     }
@@ -79,7 +82,7 @@ impl CallOutcome {
     pub fn failed(self) -> bool {
         match self {
             CallOutcome::Status(s) => s >= 400,
-            CallOutcome::NetworkError => true,
+            CallOutcome::NetworkError | CallOutcome::TooLarge(_) => true,
         }
     }
 
@@ -88,6 +91,7 @@ impl CallOutcome {
         match self {
             CallOutcome::Status(s) => s == 429 || (500..=599).contains(&s),
             CallOutcome::NetworkError => true,
+            CallOutcome::TooLarge(_) => false,
         }
     }
 }
@@ -462,6 +466,10 @@ mod tests {
         assert_eq!(p.should_retry(true, 1, CallOutcome::Status(200)), None);
         assert_eq!(p.should_retry(false, 1, CallOutcome::Status(500)), None);
         assert_eq!(p.should_retry(false, 1, CallOutcome::NetworkError), None);
+        // An answer over the size cap would be as large again.
+        assert_eq!(p.should_retry(true, 1, CallOutcome::TooLarge(200)), None);
+        assert!(CallOutcome::TooLarge(200).failed());
+        assert_eq!(CallOutcome::TooLarge(200).status(), Some(200));
         let none = RetryPolicy { max_retries: 0, ..p };
         assert_eq!(none.should_retry(true, 1, CallOutcome::Status(500)), None);
         let huge = RetryPolicy { max_retries: u32::MAX, base_delay_ms: u64::MAX, max_delay_ms: 5_000 };

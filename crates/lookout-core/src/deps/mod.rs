@@ -25,7 +25,7 @@ mod external;
 mod sql;
 
 #[cfg(test)]
-mod pii_props;
+pub(crate) mod pii_props;
 
 pub use body::{
     is_sensitive_key, redact_body, redact_headers, ALLOWED_HEADERS, ALLOWED_HEADER_PREFIXES, MAX_BODY_INPUT_BYTES,

@@ -1,6 +1,6 @@
 //! Property tests: random PII and secrets (emails, phones, cards, API keys, names) fed through
 //! every logging path of the dependency layer never come out, and arbitrary input never
-//! panics. Tests only.
+//! panics. Tests only; the generators are shared with `route`'s property tests.
 
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
@@ -11,13 +11,13 @@ use crate::redact::scrub_text;
 
 /// A generated piece of personal data or secret, and what must not be found afterwards.
 #[derive(Debug, Clone)]
-struct Pii {
-    text: String,
+pub(crate) struct Pii {
+    pub(crate) text: String,
     /// Substrings that must not appear in any output.
-    needles: Vec<String>,
+    pub(crate) needles: Vec<String>,
     /// For numbers: this digit sequence must not appear among the output's digits once the
     /// other characters are removed (catches a number leaked in pieces).
-    digits: Option<String>,
+    pub(crate) digits: Option<String>,
 }
 
 impl Pii {
@@ -114,7 +114,7 @@ fn name() -> impl Strategy<Value = Pii> {
     })
 }
 
-fn pii() -> impl Strategy<Value = Pii> {
+pub(crate) fn pii() -> impl Strategy<Value = Pii> {
     prop_oneof![email(), phone(), card(), api_key(), name()]
 }
 
@@ -173,7 +173,7 @@ fn free_text() -> impl Strategy<Value = (Pii, String)> {
     })
 }
 
-fn assert_clean(p: &Pii, path: &str, out: &str) -> Result<(), TestCaseError> {
+pub(crate) fn assert_clean(p: &Pii, path: &str, out: &str) -> Result<(), TestCaseError> {
     for n in &p.needles {
         prop_assert!(!out.contains(n.as_str()), "{path}: {n:?} found in {out:?}");
     }
@@ -184,7 +184,7 @@ fn assert_clean(p: &Pii, path: &str, out: &str) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
