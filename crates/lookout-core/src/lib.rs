@@ -13,11 +13,16 @@ pub mod deps;
 pub mod error;
 pub mod ingest;
 pub mod monitor;
+pub mod mute;
 pub mod record;
 pub mod redact;
 pub mod request_id;
+pub mod routing;
 pub mod shop;
+pub mod shop_config;
 pub mod shop_monitor;
+pub mod silence;
 pub mod stripe;
 #[cfg(any(test, feature = "testdata"))]
 pub mod testdata;
+pub mod validate;

@@ -71,7 +71,7 @@ impl ShopMonitorConfig {
             match MonitorConfig::from_alert_rules_json(vars.alert_rules.unwrap_or(""), channels.clone()) {
                 Ok(c) => (c, None),
                 Err(e) => (
-                    MonitorConfig { rules: RuleSet::default(), channels },
+                    MonitorConfig { rules: RuleSet::default(), channels, routing: Default::default() },
                     Some(format!("ALERT_RULES rejected, defaults in force: {e}")),
                 ),
             };

@@ -35,6 +35,9 @@ pub enum Channel {
     PagerDuty,
     /// The `send_email` binding, message from `email_message`.
     Email,
+    /// The shop owner's email (`core::owner`): only the alerts that concern the owner, to the
+    /// shop's owner contact; never routed by severity, never silenced.
+    Owner,
 }
 
 /// Identity of one delivery.
