@@ -145,11 +145,23 @@ mod tests {
     fn triggers_are_held_by_silences_and_fleet_incidents_repeats_also_by_acks_resolves_never() {
         let view = FleetView {
             version: 1,
-            silences: vec![silence("sil_1", "swicked", "http_5xx_rate", T0 + 60_000), silence("sil_2", "*", "*", T0 + 90_000)],
-            fleet_incidents: vec![FleetMute { rule: "d1_p95".into(), dedup_key: "fleet:d1_p95:1".into(), since_ms: T0 }],
+            silences: vec![
+                silence("sil_1", "swicked", "http_5xx_rate", T0 + 60_000),
+                silence("sil_2", "*", "*", T0 + 90_000),
+            ],
+            fleet_incidents: vec![FleetMute {
+                rule: "d1_p95".into(),
+                dedup_key: "fleet:d1_p95:1".into(),
+                since_ms: T0,
+            }],
             fetched_at_ms: Some(T0),
         };
-        let acks = vec![Ack { rule: "cron_missed".into(), dedup_key: "swicked:cron_missed:1".into(), at_ms: T0, comment: None }];
+        let acks = vec![Ack {
+            rule: "cron_missed".into(),
+            dedup_key: "swicked:cron_missed:1".into(),
+            at_ms: T0,
+            comment: None,
+        }];
         let gate = ShopGate { shop: "swicked", view: &view, acks: &acks };
         let hold = gate.hold("http_5xx_rate", "swicked:http_5xx_rate:1", NotifyReason::FirstFiring, T0 + 1);
         assert_eq!(hold, Some(Hold::Silence { silence_id: "sil_2".into(), until_ms: T0 + 90_000 }), "the last to end");
@@ -168,6 +180,9 @@ mod tests {
         assert_eq!(gate.hold("cron_missed", "swicked:cron_missed:1", NotifyReason::FirstFiring, later), None);
         assert_eq!(gate.hold("cron_missed", "swicked:cron_missed:2", NotifyReason::RepeatInterval, later), None);
         let other = ShopGate { shop: "demo", view: &view, acks: &[] };
-        assert_eq!(other.hold("http_5xx_rate", "k", NotifyReason::FirstFiring, T0 + 70_000).and_then(|h| h.until_ms()), Some(T0 + 90_000));
+        assert_eq!(
+            other.hold("http_5xx_rate", "k", NotifyReason::FirstFiring, T0 + 70_000).and_then(|h| h.until_ms()),
+            Some(T0 + 90_000)
+        );
     }
 }

@@ -138,9 +138,10 @@ fn channel_list(v: &Value, field: &str) -> Result<Vec<Channel>, FieldError> {
     for (i, item) in items.iter().enumerate() {
         let path = format!("{field}[{i}]");
         let name = item.as_str().ok_or_else(|| FieldError::new(&path, "must be a channel name (a string)"))?;
-        let (channel, _) = ROUTABLE.iter().find(|(_, n)| *n == name).ok_or_else(|| {
-            FieldError::new(&path, format!("{name:?} is not a channel (webhook, pagerduty, email)"))
-        })?;
+        let (channel, _) = ROUTABLE
+            .iter()
+            .find(|(_, n)| *n == name)
+            .ok_or_else(|| FieldError::new(&path, format!("{name:?} is not a channel (webhook, pagerduty, email)")))?;
         if !out.contains(channel) {
             out.push(*channel);
         }
@@ -166,8 +167,8 @@ mod tests {
 
     #[test]
     fn severities_route_to_their_channels_and_layers_inherit() {
-        let var = RoutingSpec::from_var(Some(r#"{"critical":["pagerduty","email"],"warning":["email","webhook"]}"#))
-            .unwrap();
+        let var =
+            RoutingSpec::from_var(Some(r#"{"critical":["pagerduty","email"],"warning":["email","webhook"]}"#)).unwrap();
         assert_eq!(var.channels_for(Severity::Critical, &ALL), [Channel::PagerDuty, Channel::Email]);
         assert_eq!(var.channels_for(Severity::Warning, &ALL), [Channel::Webhook, Channel::Email]);
         assert_eq!(var.channels_for(Severity::High, &ALL), ALL, "left out: every channel");
@@ -198,6 +199,9 @@ mod tests {
         let e = RoutingSpec::from_var(Some("{")).unwrap_err();
         assert_eq!(e.field, "ALERT_ROUTING");
         let spec = RoutingSpec::from_value(&json!({"high": ["email", "pagerduty"]}), "channels").unwrap();
-        assert_eq!(spec.unconfigured("channels", &[Channel::Email]), Some(("channels.high[1]".into(), Channel::PagerDuty)));
+        assert_eq!(
+            spec.unconfigured("channels", &[Channel::Email]),
+            Some(("channels.high[1]".into(), Channel::PagerDuty))
+        );
     }
 }

@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(s.owner.as_ref().unwrap().email, "robbie@swicked.example");
         assert_eq!(s.channels.as_ref().unwrap().warning, Some(vec![Channel::Email]));
         assert_eq!(parse(json!({})).unwrap(), ShopSettings::default());
-        assert_eq!(s.changed_fields(&ShopSettings::default()), ["twilio_weekly_budget_micros", "owner", "rules", "channels"]);
+        assert_eq!(
+            s.changed_fields(&ShopSettings::default()),
+            ["twilio_weekly_budget_micros", "owner", "rules", "channels"]
+        );
         let view = s.public_view().to_string();
         assert!(!view.contains("robbie@"), "no address in the status view: {view}");
         let back: ShopSettings = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();

@@ -63,13 +63,15 @@ pub fn email_address(v: &Value, field: &str) -> Result<String, FieldError> {
     if s.is_empty() || s.len() > 254 {
         return Err(bad());
     }
-    if s.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | ';' | '(' | ')'))
-    {
+    if s.chars().any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '"' | ',' | ';' | '(' | ')')) {
         return Err(bad());
     }
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
     let labels_ok = domain.split('.').all(|l| {
-        !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-')
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
     });
     if local.is_empty() || local.len() > 64 || domain.contains('@') || !domain.contains('.') || !labels_ok {
         return Err(bad());
@@ -93,7 +95,8 @@ mod tests {
         assert!(plain_text(&json!("a\r\nBcc: x"), "n", 40).is_err());
         assert!(plain_text(&json!(""), "n", 40).is_err());
         assert_eq!(email_address(&json!("owner@swicked.example"), "e"), Ok("owner@swicked.example".into()));
-        for bad in ["", "robbie", "robbie@", "@x.io", "a@b", "a b@x.io", "a@x.io\r\nBcc: y@z.io", "a@@x.io", "<a@x.io>"] {
+        for bad in ["", "robbie", "robbie@", "@x.io", "a@b", "a b@x.io", "a@x.io\r\nBcc: y@z.io", "a@@x.io", "<a@x.io>"]
+        {
             let e = email_address(&json!(bad), "owner.email").unwrap_err();
             assert_eq!(e.field, "owner.email");
             assert!(bad.is_empty() || !e.to_string().contains(bad), "{bad:?} echoed: {e}");

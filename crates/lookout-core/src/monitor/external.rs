@@ -61,6 +61,8 @@ impl Notification {
             summary,
             cron: ev.cron.clone(),
             run_id: ev.run_id.clone(),
+            shops: Vec::new(),
+            owner_email: None,
         }
     }
 }

@@ -395,7 +395,8 @@ impl Monitor {
                 let (at, reason) = if alert.notified_firing_seq != alert.incident_seq {
                     (now_ms, super::NotifyReason::FirstFiring)
                 } else {
-                    let t = alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s)));
+                    let t =
+                        alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s)));
                     (t, super::NotifyReason::RepeatInterval)
                 };
                 match gate.hold(rule.id.name(), &alert.dedup_key(&self.shop), reason, at.max(now_ms)) {

@@ -128,6 +128,13 @@ pub struct Notification {
     /// The run (or missed slot) a cron alert is about.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// A fleet alert (`shop` is `*`): the shops firing its rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shops: Vec<String>,
+    /// The owner's email, for a delivery on `Channel::Owner` only (rendered when the alert was
+    /// decided, from the shop's own figures; see `core::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<EmailMessage>,
 }
 
 /// What goes into a notification besides the alert and its rule.
@@ -167,6 +174,8 @@ impl Notification {
             summary: String::new(),
             cron: None,
             run_id: None,
+            shops: Vec::new(),
+            owner_email: None,
         };
         n.summary = n.summary_line(rule.id.fires_at_equal());
         n
@@ -203,9 +212,9 @@ impl Notification {
     }
 }
 
-/// The generic webhook body (`ALERT_WEBHOOK_URL`).
+/// The generic webhook body (`ALERT_WEBHOOK_URL`); a fleet alert also carries `shops`.
 pub fn webhook_payload(n: &Notification) -> Value {
-    json!({
+    let mut v = json!({
         "version": 1,
         "event_id": n.event_id(),
         "event": n.event.label(),
@@ -231,7 +240,11 @@ pub fn webhook_payload(n: &Notification) -> Value {
         "summary": n.summary,
         "cron": n.cron,
         "run_id": n.run_id,
-    })
+    });
+    if !n.shops.is_empty() {
+        v["shops"] = json!(n.shops);
+    }
+    v
 }
 
 /// PagerDuty's summary limit.
@@ -243,7 +256,7 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
     if n.state == AlertState::Resolved {
         return json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": n.dedup_key});
     }
-    json!({
+    let mut v = json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": n.dedup_key,
@@ -270,7 +283,11 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
                 "run_id": n.run_id,
             },
         },
-    })
+    });
+    if !n.shops.is_empty() {
+        v["payload"]["custom_details"]["shops"] = json!(n.shops);
+    }
+    v
 }
 
 /// An email's subject and plain-text body.
@@ -310,6 +327,9 @@ pub fn email_message(n: &Notification) -> EmailMessage {
     }
     if let Some(r) = &n.run_id {
         text.push_str(&format!("Run: {r}\n"));
+    }
+    if !n.shops.is_empty() {
+        text.push_str(&format!("Shops: {}\n", n.shops.join(", ")));
     }
     if let Some(r) = &n.resolved_at {
         text.push_str(&format!("Resolved: {r}\n"));
