@@ -61,6 +61,10 @@ pub enum Hold {
     Fleet { dedup_key: String },
     /// The incident was acknowledged (repeats only).
     Ack { at_ms: i64 },
+    /// A new incident not yet reported to the fleet object: its trigger waits for the answer
+    /// (a fleet incident may hold it). Lifted by the answer, or at once if the fleet object
+    /// cannot be reached (a monitoring failure never silences an alert).
+    AwaitingFleet,
 }
 
 impl Hold {
@@ -92,6 +96,13 @@ pub struct ShopGate<'a> {
     pub shop: &'a str,
     pub view: &'a FleetView,
     pub acks: &'a [Ack],
+    /// The incidents the fleet object has been told about, when it is in use and reachable
+    /// (`None`: no fleet object, or it could not be reached: nothing awaits it).
+    pub reported: Option<&'a [String]>,
+    /// Whether the view's fleet incidents count: not while the fleet object cannot be
+    /// reached (an open-ended hold must not outlive the object that would end it; silences
+    /// end by themselves and still count).
+    pub fleet_incidents: bool,
 }
 
 impl Gate for ShopGate<'_> {
@@ -112,6 +123,12 @@ impl Gate for ShopGate<'_> {
             .max_by_key(|s| s.ends_at_ms);
         if let Some(s) = silence {
             return Some(Hold::Silence { silence_id: s.id.clone(), until_ms: s.ends_at_ms });
+        }
+        if reason == NotifyReason::FirstFiring && self.reported.is_some_and(|r| !r.iter().any(|k| k == dedup_key)) {
+            return Some(Hold::AwaitingFleet);
+        }
+        if !self.fleet_incidents {
+            return None;
         }
         self.view
             .fleet_incidents
@@ -162,7 +179,7 @@ mod tests {
             at_ms: T0,
             comment: None,
         }];
-        let gate = ShopGate { shop: "swicked", view: &view, acks: &acks };
+        let gate = ShopGate { shop: "swicked", view: &view, acks: &acks, reported: None, fleet_incidents: true };
         let hold = gate.hold("http_5xx_rate", "swicked:http_5xx_rate:1", NotifyReason::FirstFiring, T0 + 1);
         assert_eq!(hold, Some(Hold::Silence { silence_id: "sil_2".into(), until_ms: T0 + 90_000 }), "the last to end");
         assert_eq!(gate.hold("http_5xx_rate", "k", NotifyReason::Resolved, T0 + 1), None);
@@ -179,10 +196,30 @@ mod tests {
         );
         assert_eq!(gate.hold("cron_missed", "swicked:cron_missed:1", NotifyReason::FirstFiring, later), None);
         assert_eq!(gate.hold("cron_missed", "swicked:cron_missed:2", NotifyReason::RepeatInterval, later), None);
-        let other = ShopGate { shop: "demo", view: &view, acks: &[] };
+        let other = ShopGate { shop: "demo", view: &view, acks: &[], reported: None, fleet_incidents: true };
         assert_eq!(
             other.hold("http_5xx_rate", "k", NotifyReason::FirstFiring, T0 + 70_000).and_then(|h| h.until_ms()),
             Some(T0 + 90_000)
         );
+    }
+
+    #[test]
+    fn a_new_trigger_awaits_the_fleet_answer_only_while_the_fleet_is_in_use() {
+        let view = FleetView::default();
+        let reported = vec!["swicked:http_5xx_rate:1".to_string()];
+        let gate =
+            ShopGate { shop: "swicked", view: &view, acks: &[], reported: Some(&reported), fleet_incidents: true };
+        assert_eq!(
+            gate.hold("http_5xx_rate", "swicked:http_5xx_rate:2", NotifyReason::FirstFiring, T0),
+            Some(Hold::AwaitingFleet)
+        );
+        assert_eq!(
+            gate.hold("http_5xx_rate", "swicked:http_5xx_rate:1", NotifyReason::FirstFiring, T0),
+            None,
+            "reported"
+        );
+        assert_eq!(gate.hold("http_5xx_rate", "swicked:http_5xx_rate:2", NotifyReason::Resolved, T0), None);
+        let no_fleet = ShopGate { reported: None, ..gate };
+        assert_eq!(no_fleet.hold("http_5xx_rate", "swicked:http_5xx_rate:2", NotifyReason::FirstFiring, T0), None);
     }
 }

@@ -202,6 +202,16 @@ impl Monitor {
         self.config = config;
     }
 
+    /// The last build version seen in a record.
+    pub fn build_version(&self) -> Option<&str> {
+        self.build_version.as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// When the rules were last evaluated.
+    pub fn last_evaluated_ms(&self) -> Option<i64> {
+        self.last_eval_ms
+    }
+
     /// Every alert, in rule-table order.
     pub fn alerts(&self) -> &[Alert] {
         &self.alerts

@@ -78,11 +78,17 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
         cron_watch: Some("[{"),
         twilio_weekly_budget_micros: Some("$12"),
         ai_monthly_cap_micros: None,
+        ..ShopVars::default()
     };
     let cfg = ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]);
     assert_eq!(cfg.monitor.rules, RuleSet::default(), "the default rules are in force");
     let buckets = vec!["not a bucket".to_string()];
-    let stored = StoredParts { snapshot: Some("not json"), buckets: &buckets, cron: Some(r#"{"watchdog":5}"#) };
+    let stored = StoredParts {
+        snapshot: Some("not json"),
+        buckets: &buckets,
+        cron: Some(r#"{"watchdog":5}"#),
+        ..StoredParts::default()
+    };
     let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
     assert_eq!(
         kinds(&outcome.lines),
@@ -125,7 +131,7 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
     let snapshot = serde_json::to_string(&core.snapshot().unwrap()).unwrap();
     let cron = serde_json::to_string(core.cron_snapshot().unwrap()).unwrap();
 
-    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron) };
+    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron), ..StoredParts::default() };
     let cfg = config(Some(DAILY), Some("5000000"));
     let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
     assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
@@ -289,6 +295,12 @@ fn status_is_the_monitor_and_cron_documents_merged() {
     let obj = expected.as_object_mut().unwrap();
     obj.extend(cron.as_object().unwrap().clone());
     obj.insert("cron_config_errors".into(), json!([]));
+    // Plus the alerting parts (settings in force, silences, acks, held notifications, the
+    // fleet link), under keys of their own.
+    for key in ["config", "silences", "acks", "notifications_held", "fleet", "stalled_since"] {
+        assert!(obj.get(key).is_none(), "{key} would hide a monitor or cron field");
+        obj.insert(key.into(), v[key].clone());
+    }
     assert_eq!(v, expected);
     for key in ["shop", "rules", "outbox", "counters", "watchdog", "crons", "audit_chain", "costs"] {
         assert!(v.get(key).is_some(), "{key}");
