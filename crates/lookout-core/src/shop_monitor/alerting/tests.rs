@@ -350,3 +350,38 @@ fn an_evaluating_monitor_heartbeats_twice_per_deadman_interval() {
     }
     assert_eq!(reports, [0, 5, 10, 15], "one every interval / 2 while evaluating");
 }
+
+#[test]
+fn severities_go_to_their_channels_and_a_shop_can_route_its_own() {
+    let vars = ShopVars {
+        alert_rules: Some(FAST),
+        alert_routing: Some(r#"{"critical": ["webhook"], "warning": ["email"]}"#),
+        ..ShopVars::default()
+    };
+    let mut core = core_with(vars, vec![Channel::Webhook, Channel::Email], false);
+    fire(&mut core, T0);
+    assert_eq!(queued(&mut core, T0 + 1), [("http_5xx_rate".into(), EventKind::Trigger, Channel::Webhook)]);
+    // The shop sends its critical alerts to email as well; high is left to every channel.
+    let (changed, _) = core.put_settings(r#"{"channels": {"critical": ["email", "webhook"]}}"#, T0 + 2).unwrap();
+    assert_eq!(changed, ["channels"]);
+    ingest(&mut core, vec![record("ok", T0 + 10_000, 200, 0)], T0 + 10_000);
+    core.tick(T0 + 10_001);
+    let q = queued(&mut core, T0 + 10_001);
+    assert_eq!(
+        q,
+        [
+            ("http_5xx_rate".into(), EventKind::Resolve, Channel::Webhook),
+            ("http_5xx_rate".into(), EventKind::Resolve, Channel::Email)
+        ]
+    );
+    let view = core.config_view();
+    assert_eq!(
+        view["effective"]["routing"],
+        json!({"critical": ["webhook", "email"], "high": ["webhook", "email"], "warning": ["email"]})
+    );
+    assert_eq!(view["defaults"]["routing"]["critical"], json!(["webhook"]));
+    // A bad ALERT_ROUTING is a config error and every severity goes everywhere.
+    let bad = ShopVars { alert_routing: Some(r#"{"urgent": []}"#), ..ShopVars::default() };
+    let cfg = ShopMonitorConfig::from_vars(bad, vec![Channel::Webhook]);
+    assert!(cfg.cron_errors[0].starts_with("ALERT_ROUTING.urgent: is not a severity"), "{:?}", cfg.cron_errors);
+}
