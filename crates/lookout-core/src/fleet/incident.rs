@@ -212,6 +212,7 @@ impl Incident {
             run_id: None,
             shops: self.shops.clone(),
             owner_email: None,
+            diagnosis: None,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Notification {
             run_id: ev.run_id.clone(),
             shops: Vec::new(),
             owner_email: None,
+            diagnosis: None,
         }
     }
 }

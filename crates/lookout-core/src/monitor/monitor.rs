@@ -375,6 +375,7 @@ impl Monitor {
                 build_version: self.build_version.as_ref().map(|(_, v)| v.as_str()),
                 recent_request_ids: &ids,
                 now_ms,
+                diagnosis: None,
             };
             out.push(Notification::build(alert, rule, reason, event, ctx));
         }
