@@ -260,6 +260,19 @@ async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
 struct Fault {
     status: Option<u16>,
     delay_ms: Option<u32>,
+    /// An error class for the failure (`timeout`, `d1`, `payment`): an `AppError` of that
+    /// class and the status, so alerts can name the classes of a burst.
+    class: Option<String>,
+}
+
+/// The fixed error classes the fault route can fail with.
+fn fault_class(name: &str) -> Option<&'static str> {
+    match name {
+        "timeout" => Some("UpstreamTimeout"),
+        "d1" => Some("D1Unavailable"),
+        "payment" => Some("PaymentProviderDown"),
+        _ => None,
+    }
 }
 
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
@@ -274,6 +287,10 @@ async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
             let status = q.status.unwrap_or(200);
             if !(200..=599).contains(&status) {
                 return Err(AppError::bad_request("status must be 200-599").into());
+            }
+            if let Some(name) = &q.class {
+                let class = fault_class(name).ok_or(AppError::bad_request("class is timeout, d1 or payment"))?;
+                return Err(AppError::new(status, class, "injected fault").into());
             }
             Ok(Response::ok(format!("fault {status}"))?.with_status(status))
         }
