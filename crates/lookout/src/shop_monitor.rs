@@ -233,7 +233,10 @@ impl ShopMonitor {
         self.meta_put("shop", shop)?;
         self.armed_at.set(self.state.storage().get_alarm().await.ok().flatten());
         *self.core.borrow_mut() = Some(core);
-        self.after_call(now).await;
+        // No exchange with the fleet object here: the call that loaded the object makes it
+        // after its own work, so a cold fleet object never delays it.
+        self.persist(now);
+        self.arm(now).await;
         Ok(())
     }
 
@@ -245,20 +248,25 @@ impl ShopMonitor {
         }
     }
 
-    /// After any call: tell the fleet object what changed (when the core says so), store,
-    /// arm. Deliveries are the alarm's (armed now when something was queued).
+    /// After any call: store and arm first (the alarm never waits for the fleet object),
+    /// then tell the fleet object what changed when the core says so, and store and arm
+    /// again for what its answer released. Deliveries are the alarm's.
     async fn after_call(&self, now: i64) {
-        self.fleet_exchange(now).await;
         self.persist(now);
         self.arm(now).await;
+        if self.fleet_exchange(now).await {
+            let now = now_ms();
+            self.persist(now);
+            self.arm(now).await;
+        }
     }
 
     /// One exchange with the fleet object, if a report is due: its answer (or its failure)
-    /// goes to the core, which decides what that releases.
-    async fn fleet_exchange(&self, now: i64) {
+    /// goes to the core, which decides what that releases. Whether one took place.
+    async fn fleet_exchange(&self, now: i64) -> bool {
         let report = self.core.borrow().as_ref().and_then(|c| c.fleet_report(now));
-        let Some(report) = report else { return };
-        let Ok(body) = serde_json::to_string(&report) else { return };
+        let Some(report) = report else { return false };
+        let Ok(body) = serde_json::to_string(&report) else { return false };
         let binding = binding_for_objects(&self.env);
         let result = fleet_request(&self.env, &binding, Method::Post, "/report", Some(&body)).await;
         let answer = match result {
@@ -268,12 +276,13 @@ impl ShopMonitor {
         };
         let now = now_ms();
         let mut guard = self.core.borrow_mut();
-        let Some(core) = guard.as_mut() else { return };
+        let Some(core) = guard.as_mut() else { return false };
         let lines = match answer {
             Ok(a) => core.fleet_answered(&report, a, now),
             Err(e) => core.fleet_failed(&e, now),
         };
         print(&lines);
+        true
     }
 
     async fn put_config(&self, body: &str, now: i64) -> Result<Response> {
