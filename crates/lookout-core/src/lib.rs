@@ -8,6 +8,7 @@
 pub mod alerting;
 pub mod audit;
 pub mod auth;
+pub mod codec;
 pub mod cron;
 pub mod deps;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod monitor;
 pub mod mute;
 pub mod owner;
+pub mod partial;
 pub mod record;
 pub mod redact;
 pub mod request_id;

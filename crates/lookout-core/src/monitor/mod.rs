@@ -30,6 +30,7 @@
 
 pub mod alert;
 pub mod alert_diagnosis;
+pub mod diagnosis;
 pub mod digest;
 pub mod external;
 #[allow(clippy::module_inception)]

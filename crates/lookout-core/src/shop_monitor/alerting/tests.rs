@@ -40,7 +40,7 @@ fn record(id: &str, ts_ms: i64, status: u16, claude: u64) -> RequestRecord {
 }
 
 fn ingest(core: &mut ShopMonitorCore, records: Vec<RequestRecord>, now: i64) -> IngestOutcome {
-    core.ingest(Parsed { records, check_ins: vec![], rejected: vec![] }, now)
+    core.ingest(Parsed { records, partials: vec![], check_ins: vec![], rejected: vec![] }, now)
 }
 
 /// Deliveries queued now: (rule, event, channel).
