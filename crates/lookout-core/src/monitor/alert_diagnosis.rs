@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::diagnosis::Diagnosis;
 use super::rules::RuleId;
 
 /// Error classes a 5xx alert names.
@@ -83,6 +84,10 @@ pub struct SlowFigures<'a> {
     pub sum_ms: f64,
 }
 
+fn slow_figures(list: &[super::diagnosis::SlowStat]) -> Vec<SlowFigures<'_>> {
+    list.iter().map(|s| SlowFigures { key: &s.key, count: s.count, max_ms: s.max_ms, sum_ms: s.sum_ms }).collect()
+}
+
 fn mean(s: &SlowFigures) -> f64 {
     if s.count == 0 {
         0.0
@@ -148,6 +153,22 @@ impl AlertDiagnosis {
         }
         let empty = d.error_classes.is_empty() && d.slow_routes.is_empty() && d.slow_d1.is_empty();
         (!empty).then_some(d)
+    }
+
+    /// The diagnosis of `rule` from a window's [`Diagnosis`] (`errors_5xx`: the window's 5xx).
+    pub fn from_window(rule: RuleId, window_s: u32, errors_5xx: u64, d: &Diagnosis) -> Option<AlertDiagnosis> {
+        let classes: Vec<ClassFigures> = d
+            .errors
+            .iter()
+            .map(|e| ClassFigures {
+                class: &e.class,
+                count_5xx: e.count_5xx,
+                route: &e.route,
+                first_build: &e.first_build,
+            })
+            .collect();
+        let (routes, queries) = (slow_figures(&d.slow_routes), slow_figures(&d.slow_d1));
+        AlertDiagnosis::for_rule(rule, window_s, errors_5xx, &classes, &routes, &queries)
     }
 
     /// A few words for the summary line: `top: D1Error 60%`, `slowest: /api/x 812 ms max`.

@@ -18,8 +18,9 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, StateChange};
+use super::alert_diagnosis::AlertDiagnosis;
 use super::diagnosis::Diagnosis;
-use super::notify::{needs_update, record_decision, Notification, NotifyContext};
+use super::notify::{needs_update, record_decision, Notification, NotifyContext, NotifyReason};
 use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
 use super::recent::RecentIds;
 use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
@@ -467,12 +468,20 @@ impl Monitor {
             }
             let event = record_decision(alert, reason, now_ms);
             let ids = self.recent.for_rule(rule.id, now_ms.saturating_sub(s_to_ms(rule.window_s)));
+            // Why, from the window the rule was evaluated over (triggers and repeats).
+            let diagnosis = (reason != NotifyReason::Resolved)
+                .then(|| {
+                    let errors_5xx = self.window.totals(rule.window_s, now_ms).errors_5xx;
+                    let d = self.window.diagnosis(rule.window_s, now_ms);
+                    AlertDiagnosis::from_window(rule.id, rule.window_s, errors_5xx, &d)
+                })
+                .flatten();
             let ctx = NotifyContext {
                 shop: &self.shop,
                 build_version: self.build_version.as_ref().map(|(_, v)| v.as_str()),
                 recent_request_ids: &ids,
                 now_ms,
-                diagnosis: None,
+                diagnosis: diagnosis.as_ref(),
             };
             out.push(Notification::build(alert, rule, reason, event, ctx));
         }
@@ -501,11 +510,11 @@ impl Monitor {
             due.extend(alert.next_deadline_ms(rule));
             if alert.state == AlertState::Firing {
                 let (at, reason) = if alert.notified_firing_seq != alert.incident_seq {
-                    (now_ms, super::NotifyReason::FirstFiring)
+                    (now_ms, NotifyReason::FirstFiring)
                 } else {
                     let t =
                         alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s)));
-                    (t, super::NotifyReason::RepeatInterval)
+                    (t, NotifyReason::RepeatInterval)
                 };
                 match gate.hold(rule.id.name(), &alert.dedup_key(&self.shop), reason, at.max(now_ms)) {
                     None => due.push(at),
