@@ -552,10 +552,14 @@ impl ShopMonitor {
             let Some(core) = guard.as_mut() else { return };
             print(&core.tick(now).lines);
         }
-        // Tell the fleet object about new incidents before their triggers are decided.
-        self.fleet_exchange(now).await;
-        // Store what was decided before sending, so a crash mid-send cannot forget it.
+        // Store what was decided before anything waits on I/O (a crash mid-send cannot forget
+        // it) and arm the next evaluation, which never waits for the fleet object.
         self.persist(now);
+        self.arm(now).await;
+        // Tell the fleet object about new incidents before their triggers are decided.
+        if self.fleet_exchange(now).await {
+            self.persist(now_ms());
+        }
         let due = {
             let mut guard = self.core.borrow_mut();
             let Some(core) = guard.as_mut() else { return };
