@@ -592,3 +592,40 @@ pub fn epoch_s(v: &Value) -> f64 {
 pub fn system_s(t: std::time::SystemTime) -> f64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
 }
+
+/// One email the Worker sent through a `send_email` binding, as `wrangler dev` logged it.
+#[derive(Debug, Clone)]
+pub struct SentEmail {
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    /// The text part (read from the file wrangler wrote).
+    pub text: String,
+}
+
+impl Server {
+    /// Every email sent so far (wrangler dev logs each message's headers and where it wrote
+    /// its text part).
+    pub fn sent_emails(&self) -> Vec<SentEmail> {
+        let log = self.log_text();
+        let mut out = Vec::new();
+        for block in log.split("send_email binding called with MessageBuilder:").skip(1) {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix(name))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let path = field("Text: ");
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            out.push(SentEmail { from: field("From: "), to: field("To: "), subject: field("Subject: "), text });
+        }
+        out
+    }
+
+    /// A request to the operator API with the token.
+    pub fn ops(&self, method: &str, path: &str) -> Req {
+        self.req(method, path).header("authorization", &format!("Bearer {OPS_TOKEN}"))
+    }
+}

@@ -316,3 +316,39 @@ fn alerts_reach_email_through_the_send_email_binding() {
     assert!(text.contains("swicked:stripe_signature_failures:1"), "the dedup key is in the email: {text}");
     assert!(!text.contains(support::STRIPE_SECRET));
 }
+
+#[test]
+fn a_5xx_burst_of_two_error_classes_carries_both_with_their_share_and_first_build() {
+    let hook = Sink::start();
+    let pd = Sink::start_with(|_| (202, r#"{"status":"success"}"#.into()));
+    let s = Server::start_with(
+        Opts::default()
+            .var("ALERT_WEBHOOK_URL", &hook.url("/hook"))
+            .var("PAGERDUTY_ROUTING_KEY", "R0UTINGKEY0000000000000000000000")
+            .var("PAGERDUTY_EVENTS_URL", &pd.url("/v2/enqueue")),
+    );
+    // Two of every three failures time out upstream, one finds D1 unavailable.
+    for i in 0..36 {
+        let class = if i % 3 == 2 { "d1" } else { "timeout" };
+        let r = s.shop_req("swicked", "GET", &format!("/__test/fault?status=503&class={class}")).send();
+        assert_eq!(r.status, 503);
+        std::thread::sleep(Duration::from_millis(125));
+    }
+    let fired = hook.wait_for(Duration::from_secs(10), |r| event(r, "http_5xx_rate", "trigger")).expect("no firing");
+    let p = fired.json();
+    let classes = p["diagnosis"]["error_classes"].as_array().unwrap_or_else(|| panic!("no diagnosis: {p}")).clone();
+    assert_eq!(classes.len(), 2, "{classes:?}");
+    let (top, other) = (&classes[0], &classes[1]);
+    assert_eq!((top["class"].as_str(), other["class"].as_str()), (Some("UpstreamTimeout"), Some("D1Unavailable")));
+    let (a, b) = (top["share"].as_f64().unwrap(), other["share"].as_f64().unwrap());
+    assert!((a - 2.0 / 3.0).abs() < 0.1 && (b - 1.0 / 3.0).abs() < 0.1, "shares {a} and {b}");
+    assert!((a + b - 1.0).abs() < 0.01, "the two classes are all the 5xx: {a} + {b}");
+    for c in &classes {
+        assert_eq!(c["first_build"], p["build_version"], "{c}");
+        assert!(c["count"].as_u64().unwrap() >= 1 && c["route"].as_str().unwrap().starts_with('/'), "{c}");
+    }
+    assert!(p["summary"].as_str().unwrap().contains("top: UpstreamTimeout"), "{}", p["summary"]);
+    assert!(!p["recent_request_ids"].as_array().unwrap().is_empty(), "request ids are kept");
+    let page = pd.wait_for(Duration::from_secs(10), |r| r.json()["event_action"] == "trigger").expect("no page");
+    assert_eq!(page.json()["payload"]["custom_details"]["diagnosis"], p["diagnosis"]);
+}

@@ -14,34 +14,50 @@
 //!  alarm ─────── tick ─► Monitor::evaluate; the watchdog when due ─► events ─► outbox
 //!                claim_due_deliveries ─► (DO sends) ─► record_deliveries
 //!  cost jobs ─── cost_job;  GET /ai/pause ─ ai_pause;  POST /ai/resume ─ ai_resume
-//!  after each ── persist_plan ─► storage (changed parts only) ─► persisted
+//!  operator ──── put_settings / config_view;  ack
+//!  after each ── fleet_report ─► (DO asks the fleet object) ─► fleet_answered | fleet_failed
+//!                persist_plan ─► storage (changed parts only) ─► persisted
 //!                next_due_ms ─► the one alarm;  status ─► GET /status (+ the DO's own fields)
 //! ```
+//!
+//! Notifications pass a gate (alerting.rs): silences and open fleet incidents from the fleet
+//! object's last answer, the operator's acks, and, while the fleet object is in use, a new
+//! incident's trigger waits for the answer to its report (a fleet incident may hold it);
+//! what a gate holds is decided again when the hold ends.
 //!
 //! Stored parts (the DO's schema): each closed bucket (`ring` table, a binary row keyed by
 //! `start_ms`; rows of the legacy JSON `buckets` table are read once and written again), the
 //! strings their diagnoses use (`meta` key `strings`), the monitor snapshot (`meta` key
-//! `snapshot`) and the cron state (`meta` key `cron`). Request traffic alone writes a bucket
+//! `snapshot`), the cron state (`meta` key `cron`), the shop's settings (`meta` key `config`,
+//! written when an operator changes them) and the alerting state (`meta` key `alerting`: held
+//! incidents, acks, the fleet's last answer). Request traffic alone writes a bucket
 //! row when its bucket closes (and once more, smaller, when it leaves the detail window),
 //! with the snapshot beside it (its counters); the snapshot is otherwise written only when
 //! something was decided (an alert state or timer, the outbox, a state change); the cron
 //! state only when spend was counted, a check-in arrived, the watchdog ran, a cost job ran or
 //! AI was resumed.
 
+mod alerting;
+
 use serde::Serialize;
+
+pub use alerting::{parse_ack_body, AckError, AlertingState, FleetLink, OpenEvent, Reported, FLEET_RETRY_MS};
 
 use crate::alerting::{AlertState, Severity};
 use crate::cron::{
-    CheckInEffect, CheckInKind, CronAlertEvent, CronConfig, CronPersisted, CronShopStatus, PauseReason, Results,
-    ResumeError,
+    CheckInEffect, CheckInKind, CronConfig, CronPersisted, CronShopStatus, PauseReason, Results, ResumeError,
 };
+use crate::fleet::deadman_interval_from_var;
 use crate::ingest::{Parsed, Rejection};
 use crate::monitor::rules::RuleSet;
 use crate::monitor::window::{LegacyBucketSnapshot, StringTable};
 use crate::monitor::{
-    cron_dedup_key, BucketKey, BucketSnapshot, Channel, Evaluation, FailOutcome, IngestReport, MarkError, Monitor,
-    MonitorConfig, MonitorSnapshot, OutboxEntry, StateChange, Status,
+    BucketKey, BucketSnapshot, Channel, Evaluation, FailOutcome, IngestReport, MarkError, Monitor, MonitorConfig,
+    MonitorSnapshot, OutboxEntry, StateChange, Status,
 };
+use crate::mute::Hold;
+use crate::routing::RoutingSpec;
+use crate::shop_config::ShopSettings;
 
 /// A watchdog evaluation later than this after its due time is logged (`cron_watchdog_lag`).
 pub const LOG_WATCHDOG_LAG_ABOVE_S: u64 = 60;
@@ -55,6 +71,10 @@ pub struct ShopVars<'a> {
     pub cron_watch: Option<&'a str>,
     pub twilio_weekly_budget_micros: Option<&'a str>,
     pub ai_monthly_cap_micros: Option<&'a str>,
+    /// `ALERT_ROUTING`: channels per severity.
+    pub alert_routing: Option<&'a str>,
+    /// `DEADMAN_INTERVAL_S`: the heartbeat and stall intervals follow it.
+    pub deadman_interval_s: Option<&'a str>,
 }
 
 /// What one shop's monitor runs with. Bad vars never stop it: defaults are used instead and
@@ -65,8 +85,12 @@ pub struct ShopMonitorConfig {
     pub cron: CronConfig,
     /// Why `ALERT_RULES` was rejected (the default rules are in force).
     pub alert_rules_error: Option<String>,
-    /// `CRON_WATCH` / budget var problems (defaults or "unset" in force).
+    /// `CRON_WATCH` / budget var problems (defaults or "unset" in force), and
+    /// `ALERT_ROUTING` / `DEADMAN_INTERVAL_S` problems.
     pub cron_errors: Vec<String>,
+    pub deadman_interval_s: u32,
+    /// The Worker can send the owner's email (`ALERT_EMAIL_FROM` and the mailer binding).
+    pub owner_channel: bool,
 }
 
 impl ShopMonitorConfig {
@@ -76,13 +100,20 @@ impl ShopMonitorConfig {
             match MonitorConfig::from_alert_rules_json(vars.alert_rules.unwrap_or(""), channels.clone()) {
                 Ok(c) => (c, None),
                 Err(e) => (
-                    MonitorConfig { rules: RuleSet::default(), channels },
+                    MonitorConfig { rules: RuleSet::default(), channels, routing: Default::default() },
                     Some(format!("ALERT_RULES rejected, defaults in force: {e}")),
                 ),
             };
-        let (cron, cron_errors) =
+        let (cron, mut cron_errors) =
             CronConfig::from_vars(vars.cron_watch, vars.twilio_weekly_budget_micros, vars.ai_monthly_cap_micros);
-        ShopMonitorConfig { monitor, cron, alert_rules_error, cron_errors }
+        let mut monitor = monitor;
+        match RoutingSpec::from_var(vars.alert_routing) {
+            Ok(r) => monitor.routing = r,
+            Err(e) => cron_errors.push(format!("{e}; every severity goes to every channel")),
+        }
+        let (deadman_interval_s, err) = deadman_interval_from_var(vars.deadman_interval_s);
+        cron_errors.extend(err);
+        ShopMonitorConfig { monitor, cron, alert_rules_error, cron_errors, deadman_interval_s, owner_channel: false }
     }
 }
 
@@ -99,6 +130,10 @@ pub struct StoredParts<'a> {
     pub buckets: &'a [String],
     /// `meta` key `cron`.
     pub cron: Option<&'a str>,
+    /// `meta` key `config`: the shop's settings.
+    pub settings: Option<&'a str>,
+    /// `meta` key `alerting`: held incidents, acks, the fleet view.
+    pub alerting: Option<&'a str>,
     /// A [`HandOver`] (JSON) the previous wasm instance of this isolate left for this shop
     /// when a panic reset it: newer than storage, put back over it.
     pub handed_over: Option<&'a str>,
@@ -119,6 +154,9 @@ pub struct HandOver {
     pub snapshot: String,
     /// The cron state as it was.
     pub cron: String,
+    /// The alerting state as it was.
+    #[serde(default)]
+    pub alerting: Option<String>,
 }
 
 /// What to write after a call (only what changed), from [`ShopMonitorCore::persist_plan`].
@@ -134,6 +172,10 @@ pub struct PersistPlan {
     pub snapshot: Option<String>,
     /// `meta` key `cron`, when it changed.
     pub cron: Option<String>,
+    /// `meta` key `config`, when the settings changed.
+    pub settings: Option<String>,
+    /// `meta` key `alerting`, when it changed.
+    pub alerting: Option<String>,
 }
 
 /// What the edge wrote of a [`PersistPlan`] (a part that failed stays to write next time).
@@ -145,6 +187,8 @@ pub struct Persisted {
     pub strings: bool,
     pub snapshot: bool,
     pub cron: bool,
+    pub settings: bool,
+    pub alerting: bool,
 }
 
 /// One log line for the Durable Object to print, as data. [`LogLine::to_line`] gives the JSON
@@ -182,7 +226,7 @@ pub enum LogLine {
         check_in_type: &'static str,
         effect: CheckInEffect,
     },
-    /// A cron or business alert event, queued for `queued` channels.
+    /// A cron or business alert event, queued for `queued` channels (none when `held_by`).
     CronAlert {
         shop: String,
         rule: String,
@@ -193,7 +237,20 @@ pub enum LogLine {
         dedup_key: String,
         summary: String,
         queued: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        held_by: Option<Hold>,
     },
+    /// A held trigger went out (its hold ended while the incident was still open).
+    NotificationReleased { shop: String, rule: String, dedup_key: String, queued: usize },
+    /// An operator changed the shop's settings: which fields (never their values: the owner's
+    /// email is personal data).
+    ShopConfigChanged { shop: String, changed: Vec<&'static str> },
+    /// An operator acknowledged an incident.
+    AlertAcked { shop: String, rule: String, dedup_key: String },
+    /// The monitor has traffic but has not evaluated for several dead-man intervals.
+    MonitorStalled { shop: String, stalled_since_ms: Option<i64>, last_evaluated_ms: Option<i64> },
+    /// The fleet object could not be reached (nothing waits for it meanwhile).
+    FleetExchangeFailed { shop: String, error: String },
     /// The watchdog ran more than [`LOG_WATCHDOG_LAG_ABOVE_S`] after its due time.
     CronWatchdogLag { shop: String, lag_s: u64 },
     /// A rule's alert changed state.
@@ -285,11 +342,15 @@ pub struct ShopStatus {
     #[serde(flatten)]
     pub cron: CronShopStatus,
     pub cron_config_errors: Vec<String>,
+    /// `config`, `silences`, `acks`, `notifications_held`, `fleet`, `stalled_since`.
+    #[serde(flatten)]
+    pub alerting: serde_json::Map<String, serde_json::Value>,
 }
 
 /// One shop's monitor and cron watchdog (see the module doc).
 #[derive(Debug, Clone)]
 pub struct ShopMonitorCore {
+    shop: String,
     monitor: Monitor,
     cron: CronPersisted,
     cron_config: CronConfig,
@@ -305,6 +366,21 @@ pub struct ShopMonitorCore {
     cron_dirty: bool,
     /// Rows before this were deleted (the delete runs again only when it moves).
     deleted_before_ms: Option<i64>,
+    /// The vars' configuration, which the shop's settings override.
+    base_monitor: MonitorConfig,
+    base_twilio_budget: Option<u64>,
+    base_ai_cap: Option<u64>,
+    settings: ShopSettings,
+    /// Stored settings the vars no longer accept (the vars' values are in force for them).
+    settings_error: Option<String>,
+    settings_dirty: bool,
+    alerting: AlertingState,
+    alerting_dirty: bool,
+    link: FleetLink,
+    owner_channel: bool,
+    deadman_interval_s: u32,
+    /// The first record taken since the last evaluation (stall detection; memory only).
+    pending_since_ms: Option<i64>,
 }
 
 impl ShopMonitorCore {
@@ -344,9 +420,13 @@ impl ShopMonitorCore {
             })
             .unwrap_or_default();
         let stored = match &handed_over {
-            Some(h) => {
-                StoredParts { snapshot: Some(&h.snapshot), strings: Some(&h.strings), cron: Some(&h.cron), ..stored }
-            }
+            Some(h) => StoredParts {
+                snapshot: Some(&h.snapshot),
+                strings: Some(&h.strings),
+                cron: Some(&h.cron),
+                alerting: h.alerting.as_deref().or(stored.alerting),
+                ..stored
+            },
             None => stored,
         };
         let snapshot = stored.snapshot.and_then(|s| match serde_json::from_str::<MonitorSnapshot>(s) {
@@ -361,7 +441,7 @@ impl ShopMonitorCore {
             Ok((m, _)) => m,
             Err(e) => {
                 lines.push(restore_error(None, e.to_string(), None));
-                Monitor::new(config.monitor, shop)
+                Monitor::new(config.monitor.clone(), shop)
             }
         };
         match stored.strings.map(StringTable::from_stored) {
@@ -405,8 +485,27 @@ impl ShopMonitorCore {
             }
             None => CronPersisted::default(),
         };
+        let settings = match stored.settings.map(serde_json::from_str::<ShopSettings>) {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                lines.push(restore_error(Some("config"), e.to_string(), Some(now_ms)));
+                ShopSettings::default()
+            }
+            None => ShopSettings::default(),
+        };
+        let alerting = match stored.alerting.map(serde_json::from_str::<AlertingState>) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                lines.push(restore_error(Some("alerting"), e.to_string(), Some(now_ms)));
+                AlertingState::default()
+            }
+            None => AlertingState::default(),
+        };
         let mut core = ShopMonitorCore {
+            shop: shop.to_string(),
             monitor,
+            base_twilio_budget: config.cron.twilio_weekly_budget_micros,
+            base_ai_cap: config.cron.ai_monthly_cap_micros,
             cron,
             cron_config: config.cron,
             alert_rules_error: config.alert_rules_error,
@@ -416,7 +515,21 @@ impl ShopMonitorCore {
             planned_fingerprint: None,
             cron_dirty: true,
             deleted_before_ms: None,
+            base_monitor: config.monitor,
+            settings,
+            settings_error: None,
+            settings_dirty: false,
+            alerting,
+            alerting_dirty: true,
+            link: FleetLink::default(),
+            owner_channel: config.owner_channel,
+            deadman_interval_s: config.deadman_interval_s,
+            pending_since_ms: None,
         };
+        core.apply_settings();
+        if let Some(e) = &core.settings_error {
+            lines.push(LogLine::ConfigError { shop: shop.to_string(), var: Some("shop config"), error: e.clone() });
+        }
         // Start (or resume) watching: align the watchdog with the watch list and conclude
         // what is due, whether or not its due time has come.
         core.run_watchdog(now_ms, &mut lines);
@@ -424,7 +537,7 @@ impl ShopMonitorCore {
     }
 
     pub fn shop(&self) -> &str {
-        self.monitor.shop()
+        &self.shop
     }
 
     pub fn monitor(&self) -> &Monitor {
@@ -450,6 +563,7 @@ impl ShopMonitorCore {
     pub fn ingest(&mut self, batch: Parsed, now_ms: i64) -> IngestOutcome {
         let Parsed { records, mut partials, check_ins, rejected } = batch;
         let mut lines = Vec::new();
+        let mut events = Vec::new();
         if !rejected.is_empty() {
             lines.push(LogLine::MonitorIngestRejected {
                 shop: self.shop().to_string(),
@@ -467,8 +581,14 @@ impl ShopMonitorCore {
         report.rejected_other_shop += folded.rejected_other_shop;
         report.partials += folded.partials;
         report.duplicate_partials += folded.duplicate_partials;
+        if report.accepted > 0 && self.pending_since_ms.is_none() {
+            self.pending_since_ms = Some(now_ms);
+        }
+        if counted > 0 {
+            // The AI cap as spend happens: the record that crossed it pauses AI now.
+            events.extend(self.cron.ai_spend_check(&self.cron_config, now_ms));
+        }
         let mut effects = Vec::with_capacity(check_ins.len());
-        let mut events = Vec::new();
         for ci in &check_ins {
             let o = self.cron.check_in(&self.cron_config, ci, now_ms);
             lines.push(LogLine::CronCheckIn {
@@ -491,7 +611,9 @@ impl ShopMonitorCore {
     /// when its due time has come (the alarm also wakes for the monitor alone). Deliveries are
     /// separate: [`claim_due_deliveries`](Self::claim_due_deliveries) after storing.
     pub fn tick(&mut self, now_ms: i64) -> TickOutcome {
-        let evaluation = self.monitor.evaluate(now_ms);
+        let g = alerting::gate(&self.shop, &self.alerting, &self.link, now_ms);
+        let evaluation = self.monitor.evaluate_gated(now_ms, &g);
+        self.pending_since_ms = None;
         if !evaluation.changes.is_empty() || !evaluation.notifications.is_empty() {
             self.snapshot_dirty = true;
         } else if Some(self.monitor.decisions_fingerprint()) != self.stored_fingerprint {
@@ -506,6 +628,8 @@ impl ShopMonitorCore {
         let watchdog_due = self.cron.next_due_ms(&self.cron_config);
         let watchdog_ran = watchdog_due.is_some_and(|d| d <= now_ms);
         let watchdog_lag_s = if watchdog_ran { self.run_watchdog(now_ms, &mut lines) } else { 0 };
+        // Held cron/business triggers whose hold ended (a silence's end wakes the alarm).
+        lines.extend(self.release(now_ms));
         TickOutcome { evaluation, watchdog_ran, watchdog_lag_s, lines }
     }
 
@@ -520,34 +644,13 @@ impl ShopMonitorCore {
         outcome.lag_s
     }
 
-    /// Queue cron/business alert events in the monitor's outbox (every channel), one line each.
-    fn notify(&mut self, events: &[CronAlertEvent], now_ms: i64) -> Vec<LogLine> {
-        let mut lines = Vec::with_capacity(events.len());
-        for e in events {
-            let queued = self.monitor.notify_event(e, now_ms);
-            self.snapshot_dirty = true;
-            let shop = self.shop();
-            lines.push(LogLine::CronAlert {
-                shop: shop.to_string(),
-                rule: e.rule.clone(),
-                state: e.state,
-                cron: e.cron.clone(),
-                run_id: e.run_id.clone(),
-                severity: e.severity,
-                dedup_key: cron_dedup_key(shop, e),
-                summary: e.summary.clone(),
-                queued: queued.len(),
-            });
-        }
-        lines
-    }
-
     /// The one alarm time: the earlier of the monitor's and the watchdog's next due time,
     /// never before `now_ms` (a past due time means "now"); `None`: nothing to wake for.
     pub fn next_due_ms(&self, now_ms: i64) -> Option<i64> {
-        let monitor_due = self.monitor.next_due_ms(now_ms);
+        let g = alerting::gate(&self.shop, &self.alerting, &self.link, now_ms);
+        let monitor_due = self.monitor.next_due_ms_gated(now_ms, &g);
         let watchdog_due = self.cron.next_due_ms(&self.cron_config).map(|t| t.max(now_ms));
-        monitor_due.into_iter().chain(watchdog_due).min()
+        monitor_due.into_iter().chain(watchdog_due).chain(self.held_due_ms(now_ms)).min()
     }
 
     /// Outbox entries due at `now_ms`, leased to the caller (store first, then send).
@@ -623,6 +726,7 @@ impl ShopMonitorCore {
             monitor: self.monitor.status(now_ms),
             cron: self.cron.status(&self.cron_config, now_ms),
             cron_config_errors: self.cron_config_errors.clone(),
+            alerting: self.alerting_status(now_ms),
         }
     }
 
@@ -644,9 +748,11 @@ impl ShopMonitorCore {
             serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default()
         });
         let cron = self.cron_dirty.then(|| serde_json::to_string(&self.cron).unwrap_or_default());
+        let settings = self.settings_dirty.then(|| serde_json::to_string(&self.settings).unwrap_or_default());
+        let alerting = self.alerting_dirty.then(|| serde_json::to_string(&self.alerting).unwrap_or_default());
         let retention = self.monitor.bucket_retention_start_ms(now_ms);
         let delete_before_ms = (self.deleted_before_ms != Some(retention)).then_some(retention);
-        PersistPlan { rows, delete_before_ms, strings, snapshot, cron }
+        PersistPlan { rows, delete_before_ms, strings, snapshot, cron, settings, alerting }
     }
 
     /// Record what the edge wrote of the last plan.
@@ -665,6 +771,12 @@ impl ShopMonitorCore {
         if done.cron {
             self.cron_dirty = false;
         }
+        if done.settings {
+            self.settings_dirty = false;
+        }
+        if done.alerting {
+            self.alerting_dirty = false;
+        }
     }
 
     /// Everything not yet stored, for the next wasm instance of this isolate (see
@@ -680,6 +792,7 @@ impl ShopMonitorCore {
             strings: self.monitor.strings_stored_form(),
             snapshot: serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default(),
             cron: serde_json::to_string(&self.cron).unwrap_or_default(),
+            alerting: Some(serde_json::to_string(&self.alerting).unwrap_or_default()),
         };
         serde_json::to_string(&h).unwrap_or_default()
     }

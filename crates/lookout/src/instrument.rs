@@ -165,6 +165,14 @@ impl RequestCtx {
         &self.settings.options
     }
 
+    /// Mark the request's line as failed with `class` and a scrubbed `message`, for a route
+    /// that answers a 4xx itself (with details an `AppError`'s fixed message cannot carry).
+    pub(crate) fn note_error(&self, class: &'static str, message: &str) {
+        let mut r = self.state.record.borrow_mut();
+        r.error_class = Some(class.to_string());
+        r.error_msg = Some(lookout_core::redact::scrub_text(message));
+    }
+
     pub(crate) fn record_r2(&self) {
         self.state.record.borrow_mut().r2_ops += 1;
     }

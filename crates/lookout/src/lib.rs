@@ -6,8 +6,12 @@
 //!               └─ctx.wait_until─► ShopMonitor Durable Object (one per shop)
 //!                                    └─ lookout_core: windows, digests, rules, alerts,
 //!                                       cron watchdog, outbox ─► webhook / PagerDuty / email
+//!                                       │ state changes (never records)
+//!                                       └─► FleetMonitor Durable Object (one): fleet incidents,
+//!                                           silences, dead-man's switch ─► heartbeat URL
 //!  cron ─► lookout::cron::run(Jobs) ─► summary line + check-ins ─► ShopMonitor watchdog
-//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume)
+//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume, config, ack),
+//!                                   the fleet object (silences, fleet status)
 //! ```
 //!
 //! An adopting Worker (see README "Use lookout in your Worker" and `examples/minimal`):
@@ -15,7 +19,7 @@
 //! * declares one `const` [`Options`] (binding names, its error-context keys);
 //! * wraps its route function with [`wrap`] and mounts [`ops::serve`] under `/ops/`;
 //! * runs its crons with [`cron::run`] and a [`cron::Jobs`] registry;
-//! * re-exports [`ShopMonitor`] (the Durable Object class) and serves `js/entry.mjs`'s
+//! * re-exports [`ShopMonitor`] and [`FleetMonitor`] (the Durable Object classes) and serves `js/entry.mjs`'s
 //!   `withLookout` as its module entry, which answers 500 with the request id when a panic
 //!   kills the wasm instance.
 //!
@@ -30,6 +34,7 @@ pub mod cron;
 pub mod db;
 mod deliver;
 pub mod external;
+mod fleet_monitor;
 mod forward;
 mod http;
 mod inflight;
@@ -41,6 +46,7 @@ pub mod route;
 pub mod settings;
 mod shop_monitor;
 
+pub use fleet_monitor::FleetMonitor;
 #[cfg(feature = "bench-baseline")]
 pub use instrument::bare;
 pub use instrument::{wrap, AppResult, Failure, RequestCtx};

@@ -11,6 +11,9 @@ use lookout_core::redact::ContextKeys;
 pub struct Options {
     /// The `ShopMonitor` Durable Object namespace (`[[durable_objects.bindings]] name`).
     pub monitor_binding: &'static str,
+    /// The `FleetMonitor` Durable Object namespace (fleet incidents, silences, the dead-man's
+    /// switch). Not bound: the operator's silence and fleet routes answer 503, the rest works.
+    pub fleet_binding: &'static str,
     /// The D1 database [`crate::db::Db`] opens.
     pub d1_binding: &'static str,
     /// The R2 bucket [`crate::r2::Files`] opens.
@@ -24,6 +27,7 @@ impl Options {
     pub const fn new() -> Options {
         Options {
             monitor_binding: "SHOP_MONITOR",
+            fleet_binding: crate::fleet_monitor::DEFAULT_FLEET_BINDING,
             d1_binding: "DB",
             r2_binding: "FILES",
             context_keys: ContextKeys::new(&[]),
@@ -32,6 +36,11 @@ impl Options {
 
     pub const fn monitor_binding(mut self, name: &'static str) -> Options {
         self.monitor_binding = name;
+        self
+    }
+
+    pub const fn fleet_binding(mut self, name: &'static str) -> Options {
+        self.fleet_binding = name;
         self
     }
 

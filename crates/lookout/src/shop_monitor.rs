@@ -9,20 +9,25 @@
 //! it); `meta` holds the shop (`shop`), the strings the rows' diagnoses refer to (`strings`),
 //! the monitor snapshot (`snapshot`: alerts, outbox, recent changes, counters) and the cron
 //! state (`cron`: the watchdog, audit watch, cost watches, spend ledger), each written when
-//! the core says it changed. Rows of the former JSON table `buckets` are read once, written
-//! as `ring` rows and the table dropped. What an eviction or a restart can lose: records of
-//! the bucket still open (at most `bucket_s` seconds of traffic) and the counters they moved.
+//! the core says it changed, and the shop's settings (`config`) and alerting state
+//! (`alerting`: held incidents, acks, the fleet's last answer). Rows of the former JSON table
+//! `buckets` are read once, written as `ring` rows and the table dropped. What an eviction or
+//! a restart can lose: records of the bucket still open (at most `bucket_s` seconds of
+//! traffic) and the counters they moved.
 //!
 //! Routes (the binding's only; `?shop=` on each): `POST /ingest` (partial buckets, records
 //! and cron check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`,
-//! `POST /cron/twilio-summary`, `POST /cron/ai-check`. Cron and business alerts go through the
-//! monitor's outbox. The one alarm wakes at the core's `next_due_ms` (the earlier of the
-//! monitor's and the watchdog's).
+//! `POST /cron/twilio-summary`, `POST /cron/ai-check`, `GET|PUT /config`,
+//! `POST /alerts/{rule}/ack`, `POST /fleet/refresh`. Cron and business alerts go through the
+//! monitor's outbox. After each call the object stores and arms its one alarm at the core's
+//! `next_due_ms`, then tells the fleet object what changed when the core says so
+//! (`fleet_report`) and stores and arms again for what its answer released.
 //!
 //! With `ENVIRONMENT=test` two vars inject faults for the end-to-end tests (ignored
 //! elsewhere): `MONITOR_TEST_INGEST_STATUS` (ingest answers that status without reading the
 //! batch) and `MONITOR_TEST_STALL_MS` (every route waits that long first). Each injection is
-//! logged as `monitor_test_fault`.
+//! logged as `monitor_test_fault`. And `POST /test/evaluation` (`{"stopped": bool}`) stops the
+//! alarm's evaluation, as a stuck one would.
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
@@ -31,12 +36,15 @@ use worker::wasm_bindgen::prelude::*;
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use lookout_core::cron::ResumeError;
+use lookout_core::fleet::FleetAnswer;
 use lookout_core::ingest::{parse_batch, BatchError, MAX_INGEST_BYTES};
 use lookout_core::shop::is_slug;
 use lookout_core::shop_monitor::{
-    CostJob, LogLine, Persisted, ShopMonitorConfig, ShopMonitorCore, ShopVars, StoredParts,
+    AckError, CostJob, LogLine, Persisted, ShopMonitorConfig, ShopMonitorCore, ShopVars, StoredParts,
 };
+use worker::Method;
 
+use crate::fleet_monitor::{binding_for_objects, fleet_request};
 use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
@@ -109,6 +117,8 @@ pub struct ShopMonitor {
     legacy_table: Cell<bool>,
     /// Test-only faults (`ENVIRONMENT=test`): ingest status, stall.
     faults: Faults,
+    /// Test environment only: the alarm does not evaluate (a stuck monitor).
+    evaluation_stopped: Cell<bool>,
 }
 
 /// Faults the end-to-end tests inject (only with `ENVIRONMENT=test`).
@@ -159,6 +169,7 @@ impl DurableObject for ShopMonitor {
             alarms_set: Cell::new(0),
             legacy_table: Cell::new(false),
             faults: Faults::from_env(&env),
+            evaluation_stopped: Cell::new(false),
             env,
         }
     }
@@ -175,8 +186,10 @@ impl DurableObject for ShopMonitor {
         }
         let now = now_ms();
         self.ensure_loaded(&shop, now).await?;
-        match (req.method(), url.path()) {
-            (worker::Method::Post, "/ingest") => {
+        let path = url.path().to_string();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method(), segs.as_slice()) {
+            (Method::Post, ["ingest"]) => {
                 if let Some(status) = self.faults.ingest_status {
                     log(
                         serde_json::json!({"kind": "monitor_test_fault", "shop": shop, "path": "/ingest", "status": status}),
@@ -186,11 +199,39 @@ impl DurableObject for ShopMonitor {
                 let body = req.bytes().await?;
                 self.ingest(&shop, &body, now).await
             }
-            (worker::Method::Get, "/status") => self.status(now),
-            (worker::Method::Get, "/ai/pause") => self.ai_pause(now),
-            (worker::Method::Post, "/ai/resume") => self.ai_resume(now).await,
-            (worker::Method::Post, "/cron/twilio-summary") => self.cost_job(now, CostJob::TwilioSummary).await,
-            (worker::Method::Post, "/cron/ai-check") => self.cost_job(now, CostJob::AiCheck).await,
+            (Method::Get, ["status"]) => self.status(now),
+            (Method::Get, ["ai", "pause"]) => self.ai_pause(now),
+            (Method::Post, ["ai", "resume"]) => self.ai_resume(now).await,
+            (Method::Post, ["cron", "twilio-summary"]) => self.cost_job(now, CostJob::TwilioSummary).await,
+            (Method::Post, ["cron", "ai-check"]) => self.cost_job(now, CostJob::AiCheck).await,
+            (Method::Get, ["config"]) => self.with_core(|c| Response::from_json(&c.config_view())),
+            (Method::Put, ["config"]) => {
+                let body = req.text().await?;
+                self.put_config(&body, now).await
+            }
+            (Method::Post, ["alerts", rule, "ack"]) => {
+                let body = req.text().await?;
+                self.ack(rule, &body, now).await
+            }
+            (Method::Post, ["fleet", "refresh"]) => {
+                if let Some(c) = self.core.borrow_mut().as_mut() {
+                    c.request_fleet_refresh();
+                }
+                self.after_call(now).await;
+                Response::from_json(&serde_json::json!({"refreshed": true}))
+            }
+            (Method::Post, ["test", "evaluation"])
+                if settings::var(&self.env, "ENVIRONMENT").as_deref() == Some("test") =>
+            {
+                let body: serde_json::Value = req.json().await.unwrap_or_default();
+                let stopped = body["stopped"].as_bool().unwrap_or(true);
+                self.evaluation_stopped.set(stopped);
+                log(serde_json::json!({"kind": "monitor_test_evaluation", "shop": shop, "stopped": stopped}));
+                if !stopped {
+                    self.after_call(now).await;
+                }
+                Response::from_json(&serde_json::json!({"stopped": stopped}))
+            }
             _ => Response::error("monitor: no such route", 404),
         }
     }
@@ -205,6 +246,10 @@ impl DurableObject for ShopMonitor {
             return Response::ok("idle");
         };
         self.ensure_loaded(&shop, now).await?;
+        if self.evaluation_stopped.get() {
+            // The test hook: a stuck alarm evaluates nothing and arms nothing.
+            return Response::ok("stopped");
+        }
         self.tick(now).await;
         Response::ok("ok")
     }
@@ -215,6 +260,14 @@ fn wasm_memory_bytes() -> Option<f64> {
     use worker::js_sys::Reflect;
     let buffer = Reflect::get(&worker::wasm_bindgen::memory(), &JsValue::from_str("buffer")).ok()?;
     Reflect::get(&buffer, &JsValue::from_str("byteLength")).ok()?.as_f64()
+}
+
+fn error_json(class: &str, message: &str, status: u16, field: Option<&str>) -> Result<Response> {
+    let mut v = serde_json::json!({"error": class, "message": message});
+    if let Some(f) = field {
+        v["field"] = f.into();
+    }
+    Ok(Response::from_json(&v)?.with_status(status))
 }
 
 /// `ring` rows `(start_ms, data)` and legacy JSON rows.
@@ -298,15 +351,20 @@ impl ShopMonitor {
         let var = |n: &str| settings::var(&self.env, n);
         let (alert_rules, cron_watch) = (var("ALERT_RULES"), var("CRON_WATCH"));
         let (twilio_budget, ai_cap) = (var("TWILIO_WEEKLY_BUDGET_MICROS"), var("AI_MONTHLY_CAP_MICROS"));
+        let (routing, deadman) = (var("ALERT_ROUTING"), var("DEADMAN_INTERVAL_S"));
         let vars = ShopVars {
             alert_rules: alert_rules.as_deref(),
             cron_watch: cron_watch.as_deref(),
             twilio_weekly_budget_micros: twilio_budget.as_deref(),
             ai_monthly_cap_micros: ai_cap.as_deref(),
+            alert_routing: routing.as_deref(),
+            deadman_interval_s: deadman.as_deref(),
         };
-        let config = ShopMonitorConfig::from_vars(vars, deliver::configured_channels(&self.env));
+        let mut config = ShopMonitorConfig::from_vars(vars, deliver::configured_channels(&self.env));
+        config.owner_channel = deliver::owner_channel_available(&self.env);
         let (rows, legacy) = self.stored_rows()?;
         let (snapshot, cron, strings) = (self.meta_get("snapshot"), self.meta_get("cron"), self.meta_get("strings"));
+        let (shop_config, alerting) = (self.meta_get("config"), self.meta_get("alerting"));
         let handed_over = take_monitor_handover(shop).ok().and_then(|v| v.as_string());
         let stored = StoredParts {
             snapshot: snapshot.as_deref(),
@@ -314,9 +372,14 @@ impl ShopMonitor {
             strings: strings.as_deref(),
             buckets: &legacy,
             cron: cron.as_deref(),
+            settings: shop_config.as_deref(),
+            alerting: alerting.as_deref(),
             handed_over: handed_over.as_deref(),
         };
-        let (core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
+        let (mut core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
+        if self.env.durable_object(&binding_for_objects(&self.env)).is_ok() {
+            core.enable_fleet();
+        }
         print(&outcome.lines);
         if let Some(h) = &handed_over {
             log(serde_json::json!({"kind": "monitor_resumed_after_panic", "shop": shop, "bytes": h.len()}));
@@ -327,9 +390,97 @@ impl ShopMonitor {
         self.meta_put("shop", shop)?;
         self.armed_at.set(self.state.storage().get_alarm().await.ok().flatten());
         *self.core.borrow_mut() = Some(core);
+        // No exchange with the fleet object here: the call that loaded the object makes it
+        // after its own work, so a cold fleet object never delays it.
         self.persist(now);
         self.arm(now).await;
         Ok(())
+    }
+
+    fn with_core(&self, f: impl FnOnce(&ShopMonitorCore) -> Result<Response>) -> Result<Response> {
+        let guard = self.core.borrow();
+        match guard.as_ref() {
+            Some(c) => f(c),
+            None => Response::error("monitor not loaded", 500),
+        }
+    }
+
+    /// After any call: store and arm first (the alarm never waits for the fleet object),
+    /// then tell the fleet object what changed when the core says so, and store and arm
+    /// again for what its answer released. Deliveries are the alarm's.
+    async fn after_call(&self, now: i64) {
+        self.persist(now);
+        self.arm(now).await;
+        if self.fleet_exchange(now).await {
+            let now = now_ms();
+            self.persist(now);
+            self.arm(now).await;
+        }
+    }
+
+    /// One exchange with the fleet object, if a report is due: its answer (or its failure)
+    /// goes to the core, which decides what that releases. Whether one took place.
+    async fn fleet_exchange(&self, now: i64) -> bool {
+        let report = self.core.borrow().as_ref().and_then(|c| c.fleet_report(now));
+        let Some(report) = report else { return false };
+        let Ok(body) = serde_json::to_string(&report) else { return false };
+        let binding = binding_for_objects(&self.env);
+        let result = fleet_request(&self.env, &binding, Method::Post, "/report", Some(&body)).await;
+        let answer = match result {
+            Ok((200, text)) => serde_json::from_str::<FleetAnswer>(&text).map_err(|e| format!("bad answer: {e}")),
+            Ok((status, _)) => Err(format!("fleet object answered {status}")),
+            Err(e) => Err(e),
+        };
+        let now = now_ms();
+        let mut guard = self.core.borrow_mut();
+        let Some(core) = guard.as_mut() else { return false };
+        let lines = match answer {
+            Ok(a) => core.fleet_answered(&report, a, now),
+            Err(e) => core.fleet_failed(&e, now),
+        };
+        print(&lines);
+        true
+    }
+
+    async fn put_config(&self, body: &str, now: i64) -> Result<Response> {
+        let result = {
+            let mut guard = self.core.borrow_mut();
+            let Some(core) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
+            core.put_settings(body, now)
+        };
+        match result {
+            Err(e) => error_json("InvalidConfig", &e.to_string(), 400, Some(&e.field)),
+            Ok((changed, lines)) => {
+                print(&lines);
+                self.after_call(now).await;
+                let view = self.core.borrow().as_ref().map(|c| c.config_view());
+                Response::from_json(&serde_json::json!({"changed": changed, "config": view}))
+            }
+        }
+    }
+
+    async fn ack(&self, rule: &str, body: &str, now: i64) -> Result<Response> {
+        let result = {
+            let mut guard = self.core.borrow_mut();
+            let Some(core) = guard.as_mut() else { return Response::error("monitor not loaded", 500) };
+            core.ack(rule, body, now)
+        };
+        match result {
+            Err(AckError::UnknownRule) => error_json("UnknownRule", "this shop's monitor has no such rule", 404, None),
+            Err(AckError::NotFiring) => {
+                error_json("NotFiring", "the rule has no open incident to acknowledge", 409, None)
+            }
+            Err(AckError::Invalid(e)) => error_json("InvalidAck", &e.to_string(), 400, Some(&e.field)),
+            Ok((acks, lines)) => {
+                print(&lines);
+                self.after_call(now).await;
+                let acked: Vec<serde_json::Value> = acks
+                    .iter()
+                    .map(|a| serde_json::json!({"rule": a.rule, "dedup_key": a.dedup_key, "at_ms": a.at_ms}))
+                    .collect();
+                Response::from_json(&serde_json::json!({"acked": acked}))
+            }
+        }
     }
 
     fn ai_pause(&self, now: i64) -> Result<Response> {
@@ -351,8 +502,7 @@ impl ShopMonitor {
             .map(|r| r.with_status(409)),
             Ok(lines) => {
                 print(&lines);
-                self.persist(now);
-                self.arm(now).await;
+                self.after_call(now).await;
                 Response::from_json(&serde_json::json!({"resumed": true, "paused": false}))
             }
         }
@@ -367,8 +517,7 @@ impl ShopMonitor {
             core.cost_job(job, now)
         };
         print(&outcome.lines);
-        self.persist(now);
-        self.arm(now).await;
+        self.after_call(now).await;
         Response::from_json(&outcome)
     }
 
@@ -389,8 +538,7 @@ impl ShopMonitor {
             core.ingest(parsed, now)
         };
         print(&outcome.lines);
-        self.persist(now);
-        self.arm(now).await;
+        self.after_call(now).await;
         // `{"report": ..., "check_ins": [...], "rejected": [...]}`
         Response::from_json(&outcome)
     }
@@ -420,14 +568,21 @@ impl ShopMonitor {
             let Some(core) = guard.as_mut() else { return };
             print(&core.tick(now).lines);
         }
-        // Store what was decided before sending, so a crash mid-send cannot forget it.
+        // Store what was decided before anything waits on I/O (a crash mid-send cannot forget
+        // it) and arm the next evaluation, which never waits for the fleet object.
         self.persist(now);
+        self.arm(now).await;
+        // Tell the fleet object about new incidents before their triggers are decided.
+        if self.fleet_exchange(now).await {
+            self.persist(now_ms());
+        }
         let due = {
             let mut guard = self.core.borrow_mut();
             let Some(core) = guard.as_mut() else { return };
             core.claim_due_deliveries(now)
         };
-        let results = deliver::send_all(&self.env, due).await;
+        let owner = self.core.borrow().as_ref().and_then(|c| c.settings().owner.clone());
+        let results = deliver::send_all(&self.env, due, owner.as_ref()).await;
         let now = now_ms();
         {
             let mut guard = self.core.borrow_mut();
@@ -468,6 +623,8 @@ impl ShopMonitor {
             ("strings", plan.strings, &mut done.strings),
             ("snapshot", plan.snapshot, &mut done.snapshot),
             ("cron", plan.cron, &mut done.cron),
+            ("config", plan.settings, &mut done.settings),
+            ("alerting", plan.alerting, &mut done.alerting),
         ] {
             if let Some(value) = value {
                 match self.meta_put(key, &value) {

@@ -6,8 +6,8 @@ use lookout::cron::{JobCtx, JobResult, Jobs};
 use lookout::{AppError, AppResult, ContextValue, Options, RequestCtx};
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
-/// The Durable Object class wrangler.toml binds (here as `MONITOR`).
-pub use lookout::ShopMonitor;
+/// The Durable Object classes wrangler.toml binds (here as `MONITOR` and `FLEET_MONITOR`).
+pub use lookout::{FleetMonitor, ShopMonitor};
 
 const LOOKOUT: Options = Options::new().monitor_binding("MONITOR").context_keys(&["order_id"]);
 /// The line's `path` is the template a request matched (`/orders/{id}`), never the raw path.

@@ -306,22 +306,36 @@ async fn stripe_webhook(mut req: Request, ctx: &RequestCtx) -> AppResult {
     Ok(Response::from_json(&serde_json::json!({"received": true}))?)
 }
 
-/// The fault route's query: `status` (200-599, default 200) and `delay_ms` (default 0, at
-/// most 30 s).
-pub fn fault_params(query: &str) -> Result<(u16, u32), AppError> {
+/// The fault route's query: `status` (200-599, default 200), `delay_ms` (default 0, at most
+/// 30 s) and `class` (`timeout`, `d1`, `payment`: fail with an `AppError` of that class and
+/// the status, so alerts can name the classes of a burst).
+pub fn fault_params(query: &str) -> Result<(u16, u32, Option<&'static str>), AppError> {
     let not_integers = || AppError::bad_request("status and delay_ms are integers");
-    let (mut status, mut delay_ms) = (200u16, 0u32);
+    let (mut status, mut delay_ms, mut class) = (200u16, 0u32, None);
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "status" => status = v.parse().map_err(|_| not_integers())?,
             "delay_ms" => delay_ms = v.parse().map_err(|_| not_integers())?,
+            "class" => {
+                class = Some(fault_class(&v).ok_or_else(|| AppError::bad_request("class is timeout, d1 or payment"))?)
+            }
             _ => {}
         }
     }
     if !(200..=599).contains(&status) {
         return Err(AppError::bad_request("status must be 200-599"));
     }
-    Ok((status, delay_ms.min(30_000)))
+    Ok((status, delay_ms.min(30_000), class))
+}
+
+/// The fixed error classes the fault route can fail with.
+fn fault_class(name: &str) -> Option<&'static str> {
+    match name {
+        "timeout" => Some("UpstreamTimeout"),
+        "d1" => Some("D1Unavailable"),
+        "payment" => Some("PaymentProviderDown"),
+        _ => None,
+    }
 }
 
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
@@ -329,9 +343,12 @@ async fn test_routes(req: Request, entry: &str) -> AppResult {
     match entry {
         // `/__test/fault/<anything>`: the same, under any path (long URLs in the tests).
         "GET /__test/fault" | "GET /__test/fault/{*rest}" => {
-            let (status, delay) = fault_params(req.url()?.query().unwrap_or(""))?;
+            let (status, delay, class) = fault_params(req.url()?.query().unwrap_or(""))?;
             if delay > 0 {
                 worker::Delay::from(std::time::Duration::from_millis(delay as u64)).await;
+            }
+            if let Some(class) = class {
+                return Err(AppError::new(status, class, "injected fault").into());
             }
             Ok(Response::ok(format!("fault {status}"))?.with_status(status))
         }
@@ -382,9 +399,11 @@ mod tests {
 
     #[test]
     fn fault_query() {
-        assert_eq!(fault_params(""), Ok((200, 0)));
-        assert_eq!(fault_params("status=503&delay_ms=300&x=1"), Ok((503, 300)));
-        assert_eq!(fault_params("delay_ms=99999999"), Ok((200, 30_000)));
+        assert_eq!(fault_params(""), Ok((200, 0, None)));
+        assert_eq!(fault_params("status=503&delay_ms=300&x=1"), Ok((503, 300, None)));
+        assert_eq!(fault_params("delay_ms=99999999"), Ok((200, 30_000, None)));
+        assert_eq!(fault_params("status=504&class=timeout"), Ok((504, 0, Some("UpstreamTimeout"))));
+        assert!(fault_params("class=other").is_err());
         assert!(fault_params("status=600").is_err());
         assert!(fault_params("status=abc").is_err());
         assert!(fault_params("delay_ms=-1").is_err());
@@ -399,7 +418,7 @@ mod tests {
                 let cookie = format!("session={}", t);
                 proptest::prop_assert!(!t.is_empty() && h.contains(&cookie));
             }
-            if let Ok((status, delay)) = fault_params(&q) {
+            if let Ok((status, delay, _)) = fault_params(&q) {
                 proptest::prop_assert!((200..=599).contains(&status) && delay <= 30_000);
             }
         }

@@ -25,4 +25,4 @@ mod reconcile;
 mod services;
 mod worker_entry;
 
-pub use worker_entry::ShopMonitor;
+pub use worker_entry::{FleetMonitor, ShopMonitor};

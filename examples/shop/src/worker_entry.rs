@@ -8,8 +8,8 @@ use lookout::cron::{JobCtx, JobFailure, JobResult, Jobs};
 use lookout::Options;
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
-/// The Durable Object class `wrangler.toml` binds as `SHOP_MONITOR`.
-pub use lookout::ShopMonitor;
+/// The Durable Object classes `wrangler.toml` binds as `SHOP_MONITOR` and `FLEET_MONITOR`.
+pub use lookout::{FleetMonitor, ShopMonitor};
 
 use crate::{app, reconcile, DAILY_AI_CHECK, DAILY_RECONCILIATION, WEEKLY_TWILIO_SUMMARY};
 

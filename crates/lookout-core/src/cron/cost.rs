@@ -208,6 +208,13 @@ impl TwilioCostWatch {
     }
 }
 
+/// The summary of the `ai_cost_projection` resolve when an operator resumes AI.
+pub const RESUMED_BY_OPERATOR: &str = "AI resumed by an operator";
+/// ... when a new month starts.
+pub const RESUMED_NEW_MONTH: &str = "AI resumed: a new month started";
+/// ... when the monthly cap is removed.
+pub const RESUMED_CAP_REMOVED: &str = "AI resumed: the monthly cap was removed";
+
 /// Why AI was paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -295,7 +302,7 @@ impl AiGuard {
         };
         if let Some(pause) = self.pause.clone().filter(|x| x.period_start_ms != p.period_start_ms) {
             self.pause = None;
-            events.push(self.resolved(&pause, "AI resumed: a new month started".to_string(), now_ms));
+            events.push(self.resolved(&pause, RESUMED_NEW_MONTH.to_string(), now_ms));
         }
         if self.resumed.as_ref().is_some_and(|r| r.period_start_ms != p.period_start_ms) {
             self.resumed = None;
@@ -304,7 +311,7 @@ impl AiGuard {
         match cap {
             None => {
                 if let Some(pause) = self.pause.take() {
-                    events.push(self.resolved(&pause, "AI resumed: the monthly cap was removed".to_string(), now_ms));
+                    events.push(self.resolved(&pause, RESUMED_CAP_REMOVED.to_string(), now_ms));
                 }
             }
             Some(cap) => {
@@ -375,6 +382,68 @@ impl AiGuard {
         events
     }
 
+    /// Spend checked as it happens (after each batch of records): spend above the cap pauses
+    /// AI at once (`SpentOverCap`), as the daily check would, so nothing more is spent on a
+    /// paused shop; projections stay the daily check's. Nothing happens when AI is already
+    /// paused, without a cap, or when an operator resumed with the overspend accepted this
+    /// month. A pause of an earlier month is resolved first.
+    pub fn check_spend(
+        &mut self,
+        spent_month_micros: u64,
+        monthly_cap_micros: Option<u64>,
+        now_ms: i64,
+    ) -> Vec<CronAlertEvent> {
+        let mut events = Vec::new();
+        let (Some(cap), Some((month_start, month_end))) =
+            (monthly_cap_micros.filter(|c| *c > 0), month_bounds_ms(now_ms))
+        else {
+            return events;
+        };
+        if spent_month_micros <= cap || self.is_paused(now_ms) {
+            return events;
+        }
+        if let Some(old) = self.pause.take() {
+            events.push(self.resolved(&old, RESUMED_NEW_MONTH.to_string(), now_ms));
+        }
+        if self.resumed.as_ref().is_some_and(|r| r.period_start_ms != month_start) {
+            self.resumed = None;
+        }
+        if self.resumed.as_ref().is_some_and(|r| r.overspend_accepted) {
+            return events;
+        }
+        let projected = project_month(spent_month_micros, now_ms).map_or(spent_month_micros, |p| p.projected_micros);
+        let summary = format!(
+            "AI paused: spend this month {} already exceeds the {} monthly cap (paused as the spend happened; \
+             projected {} by {})",
+            usd(spent_month_micros),
+            usd(cap),
+            usd(projected),
+            fmt_day(month_end)
+        );
+        events.push(CronAlertEvent::new(
+            AI_COST_PROJECTION,
+            None,
+            AlertState::Firing,
+            spent_month_micros as f64,
+            cap as f64,
+            Unit::MicroUsd,
+            summary,
+            now_ms,
+            now_ms,
+            None,
+        ));
+        self.pause = Some(AiPause {
+            since_ms: now_ms,
+            period_start_ms: month_start,
+            reason: PauseReason::SpentOverCap,
+            spent_micros: spent_month_micros,
+            projected_micros: projected,
+            cap_micros: cap,
+        });
+        self.resumed = None;
+        events
+    }
+
     /// The operator's resume (authenticated endpoint). Pass the current month's spend and
     /// cap: resuming above the cap accepts the overspend for the rest of the month.
     pub fn resume(
@@ -397,6 +466,6 @@ impl AiGuard {
         if let Some(last) = &mut self.last {
             last.paused = false;
         }
-        vec![self.resolved(&pause, "AI resumed by an operator".to_string(), now_ms)]
+        vec![self.resolved(&pause, RESUMED_BY_OPERATOR.to_string(), now_ms)]
     }
 }

@@ -183,6 +183,13 @@ impl CronPersisted {
         (r, events)
     }
 
+    /// The AI cap checked as spend happens (after each batch of records): spend past the cap
+    /// pauses AI at once (see `AiGuard::check_spend`).
+    pub fn ai_spend_check(&mut self, cfg: &CronConfig, now_ms: i64) -> Vec<CronAlertEvent> {
+        let spent = self.spend.claude_month_micros(now_ms);
+        self.ai.check_spend(spent, cfg.ai_monthly_cap_micros, now_ms)
+    }
+
     /// What the app checks before any AI call.
     pub fn ai_paused(&self, now_ms: i64) -> bool {
         self.ai.is_paused(now_ms)

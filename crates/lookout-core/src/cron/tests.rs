@@ -978,6 +978,47 @@ fn ai_spend_over_the_cap_pauses_until_the_operator_resumes() {
 }
 
 #[test]
+fn spend_past_the_cap_pauses_ai_as_it_happens_and_the_daily_check_does_not_fire_again() {
+    let c = cfg("[]", None, Some(1_000_000));
+    let mut p = CronPersisted::default();
+    let t = ms(2026, 5, 20, 12, 0, 0);
+    // $0.50 then $1.00: at the cap, not past it.
+    p.record_spend(&[record("req_a", t, 0, 500_000)]);
+    assert!(p.ai_spend_check(&c, t).is_empty());
+    p.record_spend(&[record("req_b", t + 1_000, 0, 500_000)]);
+    assert!(p.ai_spend_check(&c, t + 1_000).is_empty(), "exactly the cap is not past it");
+    assert!(!p.ai_paused(t + 1_000));
+    // The record that crosses it pauses AI in the same call, with the spend as the value.
+    p.record_spend(&[record("req_c", t + 2_000, 0, 500_000)]);
+    let e = p.ai_spend_check(&c, t + 2_000);
+    assert_eq!(rules(&e), vec![firing("ai_cost_projection")]);
+    assert_eq!((e[0].value, e[0].threshold, e[0].since_ms), (1_500_000.0, 1_000_000.0, t + 2_000));
+    assert!(e[0].summary.starts_with("AI paused: spend this month $1.50 already exceeds the $1.00 monthly cap"));
+    assert!(p.ai_paused(t + 2_000));
+    assert_eq!(p.ai.pause.as_ref().unwrap().reason, PauseReason::SpentOverCap);
+    // More spend and the daily check: already paused, nothing fires twice.
+    assert!(p.ai_spend_check(&c, t + 3_000).is_empty());
+    let (r, events) = p.ai_check(&c, t + 4_000);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(r.get_bool("ai_paused"), Some(true));
+    // Resumed above the cap: the overspend is accepted; more spend does not pause again.
+    p.ai_resume(&c, t + 5_000).unwrap();
+    p.record_spend(&[record("req_d", t + 6_000, 0, 500_000)]);
+    assert!(p.ai_spend_check(&c, t + 6_000).is_empty());
+    // No cap: never.
+    let mut q = CronPersisted::default();
+    q.record_spend(&[record("req_e", t, 0, 9_000_000)]);
+    assert!(q.ai_spend_check(&cfg("[]", None, None), t).is_empty());
+    // A pause of last month is resolved before this month's.
+    let mut m = CronPersisted::default();
+    m.record_spend(&[record("req_f", ms(2026, 4, 30, 12, 0, 0), 0, 2_000_000)]);
+    assert_eq!(rules(&m.ai_spend_check(&c, ms(2026, 4, 30, 12, 0, 0))), vec![firing("ai_cost_projection")]);
+    m.record_spend(&[record("req_g", ms(2026, 5, 2, 12, 0, 0), 0, 2_000_000)]);
+    let e = m.ai_spend_check(&c, ms(2026, 5, 2, 12, 0, 0));
+    assert_eq!(rules(&e), vec![resolved("ai_cost_projection"), firing("ai_cost_projection")]);
+}
+
+#[test]
 fn weekly_twilio_summary_fires_over_150_percent_of_the_budget() {
     let c = cfg("[]", Some(10_000_000), None);
     let mut p = CronPersisted::default();

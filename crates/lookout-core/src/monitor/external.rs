@@ -61,6 +61,9 @@ impl Notification {
             summary,
             cron: ev.cron.clone(),
             run_id: ev.run_id.clone(),
+            shops: Vec::new(),
+            owner_email: None,
+            diagnosis: None,
         }
     }
 }

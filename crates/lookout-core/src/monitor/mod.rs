@@ -29,6 +29,7 @@
 //!    now_ms)` queues each event for every channel like a rule's notification (external.rs).
 
 pub mod alert;
+pub mod alert_diagnosis;
 pub mod diagnosis;
 pub mod digest;
 pub mod external;

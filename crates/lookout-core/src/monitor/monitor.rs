@@ -18,8 +18,9 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, StateChange};
+use super::alert_diagnosis::AlertDiagnosis;
 use super::diagnosis::Diagnosis;
-use super::notify::{needs_update, record_decision, Notification, NotifyContext};
+use super::notify::{needs_update, record_decision, Notification, NotifyContext, NotifyReason};
 use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
 use super::recent::RecentIds;
 use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
@@ -27,8 +28,10 @@ use super::time::s_to_ms;
 use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason, StringTable, Window};
 use crate::alerting::AlertState;
 use crate::cron::CronAlertEvent;
+use crate::mute::{self, Gate};
 use crate::partial::Partial;
 use crate::record::RequestRecord;
+use crate::routing::RoutingSpec;
 
 /// Version of [`MonitorSnapshot`]'s layout.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -40,18 +43,27 @@ const MAX_BUILD_VERSION_CHARS: usize = 64;
 /// again within a second or so).
 const REMEMBERED_PARTIALS: usize = 512;
 
-/// What a monitor runs with: the rules (from `ALERT_RULES`) and the configured channels.
+/// What a monitor runs with: the rules (from `ALERT_RULES`, and the shop's overrides), the
+/// configured channels and the routing by severity among them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorConfig {
     pub rules: RuleSet,
-    /// Channels each notification is queued for (those whose settings are present).
+    /// Channels whose settings are present (the operator's; the owner's is separate).
     pub channels: Vec<Channel>,
+    /// Which of them get each severity (default: all of them).
+    pub routing: RoutingSpec,
 }
 
 impl MonitorConfig {
-    /// Rules from an `ALERT_RULES` string (blank: defaults) and the channels to deliver to.
+    /// Rules from an `ALERT_RULES` string (blank: defaults) and the channels to deliver to,
+    /// every severity to every channel.
     pub fn from_alert_rules_json(json: &str, channels: Vec<Channel>) -> Result<Self, RulesConfigError> {
-        Ok(MonitorConfig { rules: RuleSet::from_alert_rules_json(json)?, channels })
+        Ok(MonitorConfig { rules: RuleSet::from_alert_rules_json(json)?, channels, routing: RoutingSpec::default() })
+    }
+
+    /// The channels a notification of `severity` is queued for.
+    pub fn route(&self, severity: crate::alerting::Severity) -> Vec<Channel> {
+        self.routing.channels_for(severity, &self.channels)
     }
 }
 
@@ -221,6 +233,29 @@ impl Monitor {
         &self.config
     }
 
+    /// Run with another configuration from now on (a shop's settings changed). The bucket
+    /// width must be the same (it is fleet-wide); alerts keep their state and follow their
+    /// rule's new parameters at the next evaluation (a disabled firing rule resolves then).
+    pub fn set_config(&mut self, config: MonitorConfig) {
+        debug_assert_eq!(config.rules.bucket_s, self.config.rules.bucket_s, "bucket_s is fleet-wide");
+        self.config = config;
+    }
+
+    /// The last build version seen in a record.
+    pub fn build_version(&self) -> Option<&str> {
+        self.build_version.as_ref().map(|(_, v)| v.as_str())
+    }
+
+    /// When the rules were last evaluated.
+    pub fn last_evaluated_ms(&self) -> Option<i64> {
+        self.last_eval_ms
+    }
+
+    /// Every alert, in rule-table order.
+    pub fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+
     /// The alert of `rule`.
     pub fn alert(&self, rule: RuleId) -> Option<&Alert> {
         self.alerts.iter().find(|a| a.rule == rule)
@@ -348,6 +383,20 @@ impl Monitor {
     /// Idempotent: evaluating again at the same (or an earlier) instant changes nothing and
     /// decides nothing twice; an earlier `now_ms` is treated as the last evaluated instant.
     pub fn evaluate(&mut self, now_ms: i64) -> Evaluation {
+        self.evaluate_gated(now_ms, &mute::Open)
+    }
+
+    /// [`evaluate`](Self::evaluate), with notifications the `gate` holds left undecided (so
+    /// they are decided again when the hold ends).
+    pub fn evaluate_gated(&mut self, now_ms: i64, gate: &dyn Gate) -> Evaluation {
+        let (now_ms, changes) = self.step(now_ms);
+        let (notifications, enqueued) = self.notify_due(now_ms, gate);
+        Evaluation { now_ms, changes, notifications, enqueued }
+    }
+
+    /// The first half of an evaluation: every rule observed and every alert stepped as of
+    /// `now_ms` (never earlier than the last evaluation, which it returns), no decisions.
+    pub fn step(&mut self, now_ms: i64) -> (i64, Vec<StateChange>) {
         let now_ms = self.last_eval_ms.map_or(now_ms, |t| now_ms.max(t));
         self.window.prune(now_ms);
         self.window.compress();
@@ -363,19 +412,31 @@ impl Monitor {
             }
             self.changes.push_back(c.clone());
         }
-        let notifications = self.decide(now_ms);
+        self.counters.evaluations += 1;
+        self.last_eval_ms = Some(now_ms);
+        self.ingested_since_eval = false;
+        (now_ms, changes)
+    }
+
+    /// The second half: decide the notifications the alerts need at `now_ms` (those the
+    /// `gate` does not hold) and queue each for the channels its severity routes to. Returns
+    /// them and the outbox ids queued. Idempotent like `evaluate`.
+    pub fn notify_due(&mut self, now_ms: i64, gate: &dyn Gate) -> (Vec<Notification>, Vec<u64>) {
+        let notifications = self.decide(now_ms, gate);
         let mut enqueued = Vec::new();
         for n in &notifications {
-            for &channel in &self.config.channels {
+            for channel in self.config.route(n.severity) {
                 // A duplicate here means it was queued before: exactly what must not repeat.
                 enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
             }
         }
-        self.counters.evaluations += 1;
         self.counters.notifications_decided += notifications.len() as u64;
-        self.last_eval_ms = Some(now_ms);
-        self.ingested_since_eval = false;
-        Evaluation { now_ms, changes, notifications, enqueued }
+        (notifications, enqueued)
+    }
+
+    /// Queue a notification for exactly these channels (the owner's email), outside routing.
+    pub fn enqueue_to(&mut self, n: &Notification, channels: &[Channel], now_ms: i64) -> Vec<u64> {
+        channels.iter().filter_map(|&c| self.outbox.enqueue(n.clone(), c, now_ms).ok()).collect()
     }
 
     /// Queue a cron/business alert event (decided by `core::cron`) for every configured
@@ -389,27 +450,39 @@ impl Monitor {
             now_ms,
         );
         let mut enqueued = Vec::new();
-        for &channel in &self.config.channels {
+        for channel in self.config.route(n.severity) {
             enqueued.extend(self.outbox.enqueue(n.clone(), channel, now_ms).ok());
         }
         self.counters.notifications_decided += 1;
         enqueued
     }
 
-    fn decide(&mut self, now_ms: i64) -> Vec<Notification> {
+    fn decide(&mut self, now_ms: i64, gate: &dyn Gate) -> Vec<Notification> {
         let repeat_s = self.config.rules.repeat_interval_s;
         let mut out = Vec::new();
         for (rule, alert) in self.config.rules.rules.iter().zip(self.alerts.iter_mut()) {
             let Some(reason) = needs_update(alert, repeat_s, now_ms) else {
                 continue;
             };
+            if gate.hold(rule.id.name(), &alert.dedup_key(&self.shop), reason, now_ms).is_some() {
+                continue;
+            }
             let event = record_decision(alert, reason, now_ms);
             let ids = self.recent.for_rule(rule.id, now_ms.saturating_sub(s_to_ms(rule.window_s)));
+            // Why, from the window the rule was evaluated over (triggers and repeats).
+            let diagnosis = (reason != NotifyReason::Resolved)
+                .then(|| {
+                    let errors_5xx = self.window.totals(rule.window_s, now_ms).errors_5xx;
+                    let d = self.window.diagnosis(rule.window_s, now_ms);
+                    AlertDiagnosis::from_window(rule.id, rule.window_s, errors_5xx, &d)
+                })
+                .flatten();
             let ctx = NotifyContext {
                 shop: &self.shop,
                 build_version: self.build_version.as_ref().map(|(_, v)| v.as_str()),
                 recent_request_ids: &ids,
                 now_ms,
+                diagnosis: diagnosis.as_ref(),
             };
             out.push(Notification::build(alert, rule, reason, event, ctx));
         }
@@ -423,6 +496,12 @@ impl Monitor {
     /// persisted, and the next outbox attempt. Never earlier than `now_ms`: a past due time
     /// comes back as `now_ms` (act now).
     pub fn next_due_ms(&self, now_ms: i64) -> Option<i64> {
+        self.next_due_ms_gated(now_ms, &mute::Open)
+    }
+
+    /// [`next_due_ms`](Self::next_due_ms) when the `gate` holds some notifications: a held
+    /// one is due when its hold ends (if it ends by itself), not before.
+    pub fn next_due_ms_gated(&self, now_ms: i64, gate: &dyn Gate) -> Option<i64> {
         let rules = &self.config.rules;
         let mut due: Vec<i64> = Vec::new();
         if self.ingested_since_eval {
@@ -431,7 +510,17 @@ impl Monitor {
         for (rule, alert) in rules.rules.iter().zip(&self.alerts) {
             due.extend(alert.next_deadline_ms(rule));
             if alert.state == AlertState::Firing {
-                due.push(alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s))));
+                let (at, reason) = if alert.notified_firing_seq != alert.incident_seq {
+                    (now_ms, NotifyReason::FirstFiring)
+                } else {
+                    let t =
+                        alert.last_sent_at_ms.map_or(now_ms, |t| t.saturating_add(s_to_ms(rules.repeat_interval_s)));
+                    (t, NotifyReason::RepeatInterval)
+                };
+                match gate.hold(rule.id.name(), &alert.dedup_key(&self.shop), reason, at.max(now_ms)) {
+                    None => due.push(at),
+                    Some(h) => due.extend(h.until_ms().map(|u| u.max(at))),
+                }
             }
         }
         // Window changes since the last evaluation count, not only those still ahead.
@@ -603,7 +692,9 @@ impl Monitor {
             }
         }
         self.outbox = s.outbox;
-        let dropped = self.outbox.drop_channels_except(&self.config.channels, now_ms);
+        let mut keep = self.config.channels.clone();
+        keep.push(Channel::Owner);
+        let dropped = self.outbox.drop_channels_except(&keep, now_ms);
         self.changes = s.changes.into_iter().rev().take(MAX_CHANGES).rev().collect();
         self.recent = s.recent;
         self.build_version = s.build_version.map(|v| (s.build_version_ts_ms.unwrap_or(i64::MIN), v));

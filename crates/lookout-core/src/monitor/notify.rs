@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::alert::Alert;
+use super::alert_diagnosis::AlertDiagnosis;
 use super::rules::Rule;
 use super::time::{rfc3339_ms, rfc3339_opt, s_to_ms};
 use crate::alerting::{AlertState, Severity, Unit};
@@ -128,6 +129,16 @@ pub struct Notification {
     /// The run (or missed slot) a cron alert is about.
     #[serde(default)]
     pub run_id: Option<String>,
+    /// A fleet alert (`shop` is `*`): the shops firing its rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shops: Vec<String>,
+    /// The owner's email, for a delivery on `Channel::Owner` only (rendered when the alert was
+    /// decided, from the shop's own figures; see `core::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<EmailMessage>,
+    /// Why, from the rule's window (`core::monitor::alert_diagnosis`); rule alerts only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<AlertDiagnosis>,
 }
 
 /// What goes into a notification besides the alert and its rule.
@@ -137,6 +148,8 @@ pub struct NotifyContext<'a> {
     pub build_version: Option<&'a str>,
     pub recent_request_ids: &'a [String],
     pub now_ms: i64,
+    /// The diagnosis of the rule's window, when the notification fires.
+    pub diagnosis: Option<&'a AlertDiagnosis>,
 }
 
 impl Notification {
@@ -167,6 +180,9 @@ impl Notification {
             summary: String::new(),
             cron: None,
             run_id: None,
+            shops: Vec::new(),
+            owner_email: None,
+            diagnosis: if alert.state == AlertState::Resolved { None } else { ctx.diagnosis.cloned() },
         };
         n.summary = n.summary_line(rule.id.fires_at_equal());
         n
@@ -191,21 +207,23 @@ impl Notification {
             ),
             _ => {
                 let op = if fires_at_equal { ">=" } else { ">" };
+                let hint = self.diagnosis.as_ref().and_then(AlertDiagnosis::hint).map(|h| format!(" ({h})"));
                 format!(
-                    "[{}] FIRING {}: {value} {op} {} over {} s",
+                    "[{}] FIRING {}: {value} {op} {} over {} s{}",
                     self.shop,
                     self.rule,
                     self.unit.format(self.threshold),
-                    self.window_s
+                    self.window_s,
+                    hint.unwrap_or_default()
                 )
             }
         }
     }
 }
 
-/// The generic webhook body (`ALERT_WEBHOOK_URL`).
+/// The generic webhook body (`ALERT_WEBHOOK_URL`); a fleet alert also carries `shops`.
 pub fn webhook_payload(n: &Notification) -> Value {
-    json!({
+    let mut v = json!({
         "version": 1,
         "event_id": n.event_id(),
         "event": n.event.label(),
@@ -227,11 +245,16 @@ pub fn webhook_payload(n: &Notification) -> Value {
         "description": n.description,
         "action": n.action,
         "recent_request_ids": n.recent_request_ids,
+        "diagnosis": n.diagnosis,
         "build_version": n.build_version,
         "summary": n.summary,
         "cron": n.cron,
         "run_id": n.run_id,
-    })
+    });
+    if !n.shops.is_empty() {
+        v["shops"] = json!(n.shops);
+    }
+    v
 }
 
 /// PagerDuty's summary limit.
@@ -243,7 +266,7 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
     if n.state == AlertState::Resolved {
         return json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": n.dedup_key});
     }
-    json!({
+    let mut v = json!({
         "routing_key": routing_key,
         "event_action": "trigger",
         "dedup_key": n.dedup_key,
@@ -265,12 +288,17 @@ pub fn pagerduty_payload(n: &Notification, routing_key: &str) -> Value {
                 "reason": n.reason,
                 "action": n.action,
                 "recent_request_ids": n.recent_request_ids,
+                "diagnosis": n.diagnosis,
                 "build_version": n.build_version,
                 "cron": n.cron,
                 "run_id": n.run_id,
             },
         },
-    })
+    });
+    if !n.shops.is_empty() {
+        v["payload"]["custom_details"]["shops"] = json!(n.shops);
+    }
+    v
 }
 
 /// An email's subject and plain-text body.
@@ -311,6 +339,12 @@ pub fn email_message(n: &Notification) -> EmailMessage {
     if let Some(r) = &n.run_id {
         text.push_str(&format!("Run: {r}\n"));
     }
+    if !n.shops.is_empty() {
+        text.push_str(&format!("Shops: {}\n", n.shops.join(", ")));
+    }
+    if let Some(d) = &n.diagnosis {
+        text.push_str(&d.email_block());
+    }
     if let Some(r) = &n.resolved_at {
         text.push_str(&format!("Resolved: {r}\n"));
     }
@@ -342,6 +376,7 @@ mod tests {
             build_version: Some("0.4.11+abc"),
             recent_request_ids: &ids,
             now_ms: 1_778_400_000_000,
+            diagnosis: None,
         };
         Notification::build(a, rule, reason, event, ctx)
     }
@@ -406,6 +441,41 @@ mod tests {
         assert_eq!(e.subject, "[lookout][CRITICAL] swicked: http_5xx_rate");
         assert!(e.text.contains("What to do: Worker logs, identify error class, deploy fix"));
         assert!(e.text.contains("req_a8h3k2"));
+    }
+
+    #[test]
+    fn a_diagnosis_reaches_every_channel_of_the_trigger_and_not_the_resolve() {
+        use crate::monitor::alert_diagnosis::{AlertDiagnosis, ClassFigures};
+        let (a, rule) = firing_alert();
+        let classes = [
+            ClassFigures { class: "D1Error", count_5xx: 6, route: "/api/tickets/{id}", first_build: "0.4.11+abc" },
+            ClassFigures { class: "UpstreamTimeout", count_5xx: 4, route: "/api/charge", first_build: "0.4.10+def" },
+        ];
+        let d = AlertDiagnosis::for_rule(rule.id, rule.window_s, 10, &classes, &[], &[]).unwrap();
+        let ids = vec!["req_a8h3k2".to_string()];
+        let ctx = NotifyContext {
+            shop: "swicked",
+            build_version: Some("0.4.11+abc"),
+            recent_request_ids: &ids,
+            now_ms: 1_778_400_000_000,
+            diagnosis: Some(&d),
+        };
+        let n = Notification::build(&a, &rule, NotifyReason::FirstFiring, EventKind::Trigger, ctx);
+        assert_eq!(n.summary, "[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s (top: D1Error 60%)");
+        let w = webhook_payload(&n);
+        assert_eq!(w["diagnosis"]["error_classes"][1]["class"], "UpstreamTimeout");
+        assert_eq!(w["diagnosis"]["error_classes"][1]["share"], 0.4);
+        assert_eq!(w["diagnosis"]["error_classes"][0]["first_build"], "0.4.11+abc");
+        assert_eq!(w["recent_request_ids"], json!(["req_a8h3k2"]), "kept beside the diagnosis");
+        let p = pagerduty_payload(&n, "k");
+        assert_eq!(p["payload"]["custom_details"]["diagnosis"], w["diagnosis"]);
+        let e = email_message(&n);
+        assert!(e.text.contains("Diagnosis (last 300 s):\n  D1Error: 6 5xx (60%)"), "{}", e.text);
+        let mut resolved = a.clone();
+        resolved.state = AlertState::Resolved;
+        let ctx = NotifyContext { diagnosis: Some(&d), ..ctx };
+        let r = Notification::build(&resolved, &rule, NotifyReason::Resolved, EventKind::Resolve, ctx);
+        assert_eq!(webhook_payload(&r)["diagnosis"], Value::Null);
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum Channel {
     PagerDuty,
     /// The `send_email` binding, message from `email_message`.
     Email,
+    /// The shop owner's email (`core::owner`): only the alerts that concern the owner, to the
+    /// shop's owner contact; never routed by severity, never silenced.
+    Owner,
 }
 
 /// Identity of one delivery.
@@ -297,7 +300,8 @@ mod tests {
     fn notification(seq: u64, event: EventKind) -> Notification {
         let mut a = Alert::new(DEFAULT_RULES[0].id);
         a.incident_seq = seq;
-        let ctx = NotifyContext { shop: "swicked", build_version: None, recent_request_ids: &[], now_ms: 0 };
+        let ctx =
+            NotifyContext { shop: "swicked", build_version: None, recent_request_ids: &[], now_ms: 0, diagnosis: None };
         Notification::build(&a, &DEFAULT_RULES[0], NotifyReason::FirstFiring, event, ctx)
     }
 

@@ -620,3 +620,59 @@ fn partial_buckets_fire_like_records_count_once_and_carry_their_diagnosis() {
     assert_eq!(d.slow_routes[0].key, "/api/tickets");
     assert_eq!(by_partial.status(now).build_version.as_deref(), Some("0.4.11+abc1234"));
 }
+
+#[test]
+fn a_5xx_trigger_names_its_error_classes_with_share_and_first_build_and_a_latency_one_its_slowest_route() {
+    let rules = r#"{"bucket_s":1,"http_5xx_rate":{"window_s":5,"for_s":0,"min_requests":5},
+        "request_p95":{"window_s":5,"for_s":0,"min_samples":5}}"#;
+    let mut m = monitor(rules);
+    let class = |t_ms: i64, c: &str, build: &str, path: &str| {
+        let mut r = request(t_ms, 503, 20.0);
+        r.error_class = Some(c.into());
+        r.build_version = build.into();
+        r.path = path.into();
+        r
+    };
+    // 6 UpstreamTimeout (first in build .10 on /api/charge), 4 D1Unavailable (first in .11).
+    let mut records: Vec<RequestRecord> =
+        (0..6).map(|i| class(i, "UpstreamTimeout", "0.4.10+aaa", "/api/charge")).collect();
+    records.extend((0..4).map(|i| class(100 + i, "D1Unavailable", "0.4.11+bbb", "/api/tickets/{id}")));
+    records.push(class(200, "UpstreamTimeout", "0.4.11+bbb", "/api/other"));
+    m.ingest(&records, T0 + 500);
+    let e = m.evaluate(T0 + 500);
+    let n = e.notifications.iter().find(|n| n.rule == "http_5xx_rate").expect("fired");
+    let d = n.diagnosis.as_ref().expect("a 5xx trigger carries its diagnosis");
+    assert_eq!(d.window_s, 5);
+    let classes: Vec<(&str, u64, f64, &str, &str)> = d
+        .error_classes
+        .iter()
+        .map(|c| (c.class.as_str(), c.count, c.share, c.first_build.as_str(), c.route.as_str()))
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            ("UpstreamTimeout", 7, 0.636, "0.4.10+aaa", "/api/charge"),
+            ("D1Unavailable", 4, 0.364, "0.4.11+bbb", "/api/tickets/{id}")
+        ]
+    );
+    assert!(n.summary.ends_with("(top: UpstreamTimeout 64%)"), "{}", n.summary);
+    assert!(!n.recent_request_ids.is_empty(), "request ids are kept beside it");
+    let w = webhook_payload(n);
+    assert_eq!(w["diagnosis"]["error_classes"][1]["class"], "D1Unavailable");
+    // A latency trigger names the slowest route instead.
+    let mut m = monitor(rules);
+    let slow: Vec<RequestRecord> = (0..6)
+        .map(|i| {
+            let mut r = request(i, 200, if i < 3 { 900.0 } else { 400.0 });
+            r.path = if i < 3 { "/api/reports/open-lines".into() } else { "/api/tickets/{id}".into() };
+            r
+        })
+        .collect();
+    m.ingest(&slow, T0 + 500);
+    let e = m.evaluate(T0 + 500);
+    let n = e.notifications.iter().find(|n| n.rule == "request_p95").expect("fired");
+    let d = n.diagnosis.as_ref().expect("diagnosis");
+    assert_eq!(d.slow_routes[0].route, "/api/reports/open-lines");
+    assert_eq!((d.slow_routes[0].count, d.slow_routes[0].max_ms, d.slow_routes[0].mean_ms), (3, 900.0, 900.0));
+    assert!(d.error_classes.is_empty());
+}

@@ -41,6 +41,8 @@ fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
         strings: plan.strings.is_some(),
         snapshot: plan.snapshot.is_some(),
         cron: plan.cron.is_some(),
+        settings: plan.settings.is_some(),
+        alerting: plan.alerting.is_some(),
     };
     core.persisted(&done);
     (done.rows.len(), done.snapshot, done.cron)
@@ -80,6 +82,7 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
         cron_watch: Some("[{"),
         twilio_weekly_budget_micros: Some("$12"),
         ai_monthly_cap_micros: None,
+        ..ShopVars::default()
     };
     let cfg = ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]);
     assert_eq!(cfg.monitor.rules, RuleSet::default(), "the default rules are in force");
@@ -92,6 +95,7 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
         buckets: &buckets,
         cron: Some(r#"{"watchdog":5}"#),
         handed_over: None,
+        ..StoredParts::default()
     };
     let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
     assert_eq!(
@@ -143,6 +147,7 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
         buckets: &[],
         cron: Some(&cron),
         handed_over: None,
+        ..StoredParts::default()
     };
     let cfg = config(Some(DAILY), Some("5000000"));
     let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
@@ -313,6 +318,12 @@ fn status_is_the_monitor_and_cron_documents_merged() {
     let obj = expected.as_object_mut().unwrap();
     obj.extend(cron.as_object().unwrap().clone());
     obj.insert("cron_config_errors".into(), json!([]));
+    // Plus the alerting parts (settings in force, silences, acks, held notifications, the
+    // fleet link), under keys of their own.
+    for key in ["config", "silences", "acks", "notifications_held", "fleet", "stalled_since"] {
+        assert!(obj.get(key).is_none(), "{key} would hide a monitor or cron field");
+        obj.insert(key.into(), v[key].clone());
+    }
     assert_eq!(v, expected);
     for key in ["shop", "rules", "outbox", "counters", "watchdog", "crons", "audit_chain", "costs"] {
         assert!(v.get(key).is_some(), "{key}");

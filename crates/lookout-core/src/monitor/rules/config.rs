@@ -51,37 +51,72 @@ pub enum RulesConfigError {
     TooManyBuckets { field: String, window_s: u32, bucket_s: u32, max_buckets: u32 },
     /// The clear threshold is above the fire threshold, so the alert could never hold.
     ClearAboveThreshold { field: String, clear: f64, threshold_field: String, threshold: f64 },
+    /// A global setting a shop cannot override (`bucket_s`, `eval_interval_s`: they shape the
+    /// window every shop's monitor keeps).
+    FleetWide { field: String },
+    /// A shop's window longer than the ring the monitor keeps (the longest `ALERT_RULES` window).
+    BeyondRing { field: String, window_s: u32, ring_s: u32 },
+}
+
+impl RulesConfigError {
+    /// The dotted path of the broken field (`http_5xx_rate.window_s`, `bucket_s`), when the
+    /// error is about one.
+    pub fn field(&self) -> Option<&str> {
+        use RulesConfigError as E;
+        match self {
+            E::InvalidJson { .. } => None,
+            E::UnknownRule { name } => Some(name),
+            E::NotAnObject { field }
+            | E::UnknownField { field }
+            | E::WrongType { field, .. }
+            | E::Negative { field, .. }
+            | E::Zero { field }
+            | E::OutOfRange { field, .. }
+            | E::NotMultipleOfBucket { field, .. }
+            | E::TooManyBuckets { field, .. }
+            | E::ClearAboveThreshold { field, .. }
+            | E::FleetWide { field }
+            | E::BeyondRing { field, .. } => Some(field),
+        }
+    }
+
+    /// What is wrong, after the field's name (`= 305 is not a multiple of bucket_s = 10`).
+    pub fn reason(&self) -> String {
+        use RulesConfigError as E;
+        match self {
+            E::InvalidJson { detail } => format!("is not valid JSON: {detail}"),
+            E::NotAnObject { .. } => "must be a JSON object".into(),
+            E::UnknownRule { .. } => "is not a rule (rules: http_5xx_rate, request_p95, d1_p95, \
+                 stripe_signature_failures; globals: bucket_s, eval_interval_s, repeat_interval_s)"
+                .into(),
+            E::UnknownField { .. } => "is not a known field".into(),
+            E::WrongType { expected, .. } => format!("must be {expected}"),
+            E::Negative { value, .. } => format!("must not be negative (got {value})"),
+            E::Zero { .. } => "must be greater than 0".into(),
+            E::OutOfRange { value, allowed, .. } => format!("= {value} is out of range ({allowed})"),
+            E::NotMultipleOfBucket { window_s, bucket_s, .. } => {
+                format!("= {window_s} is not a multiple of bucket_s = {bucket_s}")
+            }
+            E::TooManyBuckets { window_s, bucket_s, max_buckets, .. } => format!(
+                "= {window_s} needs {} buckets of {bucket_s} s, more than {max_buckets}",
+                window_s / bucket_s.max(&1)
+            ),
+            E::ClearAboveThreshold { clear, threshold_field, threshold, .. } => {
+                format!("= {clear} is above {threshold_field} = {threshold}")
+            }
+            E::FleetWide { .. } => "is the same for every shop: set it in ALERT_RULES".into(),
+            E::BeyondRing { window_s, ring_s, .. } => format!(
+                "= {window_s} is longer than the {ring_s} s the monitor keeps (the longest window of ALERT_RULES)"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Display for RulesConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use RulesConfigError as E;
-        match self {
-            E::InvalidJson { detail } => write!(f, "ALERT_RULES is not valid JSON: {detail}"),
-            E::NotAnObject { field } => write!(f, "ALERT_RULES {field} must be a JSON object"),
-            E::UnknownRule { name } => write!(
-                f,
-                "ALERT_RULES has unknown rule {name:?} (rules: http_5xx_rate, request_p95, d1_p95, \
-                 stripe_signature_failures; globals: bucket_s, eval_interval_s, repeat_interval_s)"
-            ),
-            E::UnknownField { field } => write!(f, "ALERT_RULES {field} is not a known field"),
-            E::WrongType { field, expected } => write!(f, "ALERT_RULES {field} must be {expected}"),
-            E::Negative { field, value } => write!(f, "ALERT_RULES {field} must not be negative (got {value})"),
-            E::Zero { field } => write!(f, "ALERT_RULES {field} must be greater than 0"),
-            E::OutOfRange { field, value, allowed } => {
-                write!(f, "ALERT_RULES {field} = {value} is out of range ({allowed})")
-            }
-            E::NotMultipleOfBucket { field, window_s, bucket_s } => {
-                write!(f, "ALERT_RULES {field} = {window_s} is not a multiple of bucket_s = {bucket_s}")
-            }
-            E::TooManyBuckets { field, window_s, bucket_s, max_buckets } => write!(
-                f,
-                "ALERT_RULES {field} = {window_s} needs {} buckets of {bucket_s} s, more than {max_buckets}",
-                window_s / bucket_s.max(&1)
-            ),
-            E::ClearAboveThreshold { field, clear, threshold_field, threshold } => {
-                write!(f, "ALERT_RULES {field} = {clear} is above {threshold_field} = {threshold}")
-            }
+        match self.field() {
+            Some(field) => write!(f, "ALERT_RULES {field} {}", self.reason()),
+            None => write!(f, "ALERT_RULES {}", self.reason()),
         }
     }
 }
@@ -98,20 +133,45 @@ impl RuleSet {
         let value: Value =
             serde_json::from_str(json).map_err(|e| RulesConfigError::InvalidJson { detail: e.to_string() })?;
         let top = value.as_object().ok_or(RulesConfigError::NotAnObject { field: "(top level)".into() })?;
+        set.apply(top, true)?;
+        set.validate()?;
+        Ok(set)
+    }
+
+    /// A shop's overrides (same keys as `ALERT_RULES`, except the fleet-wide `bucket_s` and
+    /// `eval_interval_s`) over this set. A window may not be longer than this set's ring.
+    pub fn with_shop_overrides(&self, top: &Map<String, Value>) -> Result<RuleSet, RulesConfigError> {
+        let mut set = self.clone();
+        set.apply(top, false)?;
+        set.validate()?;
+        let ring_s = self.ring_buckets().saturating_mul(self.bucket_s.max(1));
+        if let Some(r) = set.rules.iter().find(|r| r.window_s > ring_s) {
+            return Err(RulesConfigError::BeyondRing {
+                field: format!("{}.window_s", r.id),
+                window_s: r.window_s,
+                ring_s,
+            });
+        }
+        Ok(set)
+    }
+
+    fn apply(&mut self, top: &Map<String, Value>, globals: bool) -> Result<(), RulesConfigError> {
         for (key, v) in top {
             match key.as_str() {
-                "bucket_s" => set.bucket_s = read_u32(v, key)?,
-                "eval_interval_s" => set.eval_interval_s = read_u32(v, key)?,
-                "repeat_interval_s" => set.repeat_interval_s = read_u32(v, key)?,
+                "bucket_s" | "eval_interval_s" if !globals => {
+                    return Err(RulesConfigError::FleetWide { field: key.clone() })
+                }
+                "bucket_s" => self.bucket_s = read_u32(v, key)?,
+                "eval_interval_s" => self.eval_interval_s = read_u32(v, key)?,
+                "repeat_interval_s" => self.repeat_interval_s = read_u32(v, key)?,
                 name => {
                     let id = RuleId::from_name(name).ok_or(RulesConfigError::UnknownRule { name: name.into() })?;
                     let obj = v.as_object().ok_or(RulesConfigError::NotAnObject { field: name.into() })?;
-                    set.rule_index(id).map(|i| apply_overrides(&mut set.rules[i], obj)).transpose()?;
+                    self.rule_index(id).map(|i| apply_overrides(&mut self.rules[i], obj)).transpose()?;
                 }
             }
         }
-        set.validate()?;
-        Ok(set)
+        Ok(())
     }
 
     fn rule_index(&self, id: RuleId) -> Option<usize> {
@@ -421,6 +481,26 @@ mod tests {
         assert_eq!(e.to_string(), "ALERT_RULES http_5xx_rate.window_s = 305 is not a multiple of bucket_s = 10");
         let e = parse(r#"{"request_p95":{"clear_ms":250}}"#).expect_err("invalid");
         assert_eq!(e.to_string(), "ALERT_RULES request_p95.clear_ms = 250 is above request_p95.threshold_ms = 200");
+    }
+
+    #[test]
+    fn shop_overrides_apply_over_the_fleet_set_within_its_ring() {
+        let fleet = parse(r#"{"http_5xx_rate":{"window_s":60}}"#).expect("valid");
+        let obj = |s: &str| serde_json::from_str::<Map<String, Value>>(s).expect("object");
+        let shop = fleet.with_shop_overrides(&obj(r#"{"http_5xx_rate":{"for_s":30},"repeat_interval_s":600}"#));
+        let shop = shop.expect("valid");
+        let r = shop.rule(RuleId::Http5xxRate).expect("rule");
+        assert_eq!((r.window_s, r.for_s, shop.repeat_interval_s), (60, 30, 600), "fleet window kept");
+        assert_eq!(
+            fleet.with_shop_overrides(&obj(r#"{"bucket_s":1}"#)),
+            Err(E::FleetWide { field: "bucket_s".into() })
+        );
+        let e = fleet.with_shop_overrides(&obj(r#"{"d1_p95":{"window_s":7200}}"#)).expect_err("beyond the ring");
+        assert_eq!(e, E::BeyondRing { field: "d1_p95.window_s".into(), window_s: 7200, ring_s: 3600 });
+        assert_eq!(e.field(), Some("d1_p95.window_s"));
+        assert!(e.reason().starts_with("= 7200 is longer than the 3600 s"), "{}", e.reason());
+        let e = fleet.with_shop_overrides(&obj(r#"{"request_p95":{"threshold_ms":-1}}"#)).expect_err("negative");
+        assert_eq!(e.field(), Some("request_p95.threshold_ms"));
     }
 
     #[test]
