@@ -1,4 +1,5 @@
-//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth, Stripe
+//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth (bearer
+//! and the browser session cookie), Stripe
 //! signatures, the monitor's ingest protocol, the alerting vocabulary (severity, alert state,
 //! unit), the monitor itself (windows, digests, rules, alerts, outbox), dependency
 //! instrumentation maths, cron watch maths, the hash-chained audit log, and the shop monitor
@@ -16,6 +17,7 @@ pub mod monitor;
 pub mod record;
 pub mod redact;
 pub mod request_id;
+pub mod session;
 pub mod shop;
 pub mod shop_monitor;
 pub mod stripe;
