@@ -1,10 +1,10 @@
-//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth (bearer
-//! and the browser session cookie), Stripe
-//! signatures, the monitor's ingest protocol, the alerting vocabulary (severity, alert state,
-//! unit), the monitor itself (windows, digests, rules, alerts, outbox), dependency
-//! instrumentation maths, cron watch maths, the hash-chained audit log, and the shop monitor
-//! that composes the monitor with the cron watchdog for the Durable Object. Nothing here
-//! imports `worker` or reads a clock: callers pass `now`.
+//! lookout's pure core: records, ids, redaction, errors, shop resolution, operator auth (the
+//! bearer token and the browser session cookie), Stripe signatures, the monitor's ingest
+//! protocol, the alerting vocabulary (severity, alert state, unit), the monitor itself
+//! (windows, digests, rules, alerts, outbox), dependency instrumentation maths, cron watch
+//! maths, the hash-chained audit log, and the shop monitor that composes the monitor with the
+//! cron watchdog for the Durable Object. Nothing here imports `worker` or reads a clock:
+//! callers pass `now`.
 
 pub mod alerting;
 pub mod audit;
