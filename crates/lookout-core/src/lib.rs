@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cron;
 pub mod deps;
 pub mod error;
+pub mod history;
 pub mod ingest;
 pub mod monitor;
 pub mod record;
