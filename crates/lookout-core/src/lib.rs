@@ -10,6 +10,7 @@ pub mod alerting;
 pub mod audit;
 pub mod auth;
 pub mod cron;
+pub mod dash;
 pub mod deps;
 pub mod error;
 pub mod history;
