@@ -158,6 +158,13 @@ impl RequestCtx {
         &self.settings.options
     }
 
+    /// Mark the line as an error the route answered itself (a page's 401 or 404 in HTML).
+    pub(crate) fn note_error(&self, class: &str, message: &str) {
+        let mut r = self.state.record.borrow_mut();
+        r.error_class = Some(class.to_string());
+        r.error_msg = Some(message.to_string());
+    }
+
     pub(crate) fn record_r2(&self) {
         self.state.record.borrow_mut().r2_ops += 1;
     }

@@ -7,7 +7,8 @@
 //!                                    └─ lookout_core: windows, digests, rules, alerts,
 //!                                       cron watchdog, outbox ─► webhook / PagerDuty / email
 //!  cron ─► lookout::cron::run(Jobs) ─► summary line + check-ins ─► ShopMonitor watchdog
-//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume)
+//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume, history)
+//!            └─ dashboards (pages.rs): sign-in cookie, fleet and shop pages, assets
 //! ```
 //!
 //! An adopting Worker (see README "Use lookout in your Worker" and `examples/minimal`):
@@ -35,6 +36,7 @@ mod inflight;
 mod instrument;
 pub mod ops;
 mod options;
+pub mod pages;
 pub mod r2;
 pub mod settings;
 mod shop_monitor;

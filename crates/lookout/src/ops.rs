@@ -1,18 +1,20 @@
 //! The operator API, a route an adopting Worker mounts ([`serve`] for paths under `/ops/`,
-//! see [`is_ops_path`]): bearer `OPS_TOKEN` (constant-time compare), then the shop's monitor
-//! answers: `GET /ops/shops/{shop}/status`, `POST /ops/shops/{shop}/ai/resume`. Operator
-//! requests are logged like any other but never count as shop traffic in a monitor.
+//! see [`is_ops_path`]): bearer `OPS_TOKEN` (constant-time compare) or the dashboards'
+//! session cookie, then the shop's monitor answers: `GET /ops/shops/{shop}/status`,
+//! `POST /ops/shops/{shop}/ai/resume`. The dashboards (sign-in, pages, assets, the routes
+//! only they read) are `pages.rs`, routed first. Operator requests are logged like any other
+//! but never count as shop traffic in a monitor.
 
 use std::rc::Rc;
 
-use lookout_core::auth::{check_bearer, AuthError};
+use lookout_core::dash::PageRoute;
 use lookout_core::error::AppError;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::forward::monitor_request;
 use crate::instrument::{self, AppResult, RequestCtx, Scope};
 use crate::options::Options;
-use crate::settings;
+use crate::pages;
 
 /// Whether `path` belongs to the operator API.
 pub fn is_ops_path(path: &str) -> bool {
@@ -24,17 +26,23 @@ pub async fn serve(options: &Options, req: Request, env: Env, ctx: &Context) -> 
     instrument::handle(options, req, env, ctx, Scope::Operator, route).await
 }
 
-async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
-    let auth = req.headers().get("authorization")?;
-    match check_bearer(auth.as_deref(), settings::var(&ctx.env, "OPS_TOKEN").as_deref()) {
-        Ok(()) => {}
-        Err(AuthError::NotConfigured) => {
-            return Err(AppError::new(401, "Unauthorized", "operator API closed: OPS_TOKEN is not configured").into())
-        }
-        Err(_) => {
-            return Err(AppError::new(401, "Unauthorized", "operator token required (Authorization: Bearer)").into())
-        }
+async fn route(mut req: Request, ctx: Rc<RequestCtx>) -> AppResult {
+    // ---- Dashboards (pages.rs): public routes (sign-in, assets), then the session check
+    // (bearer or cookie) for everything, then the pages and the routes only they read. ----
+    let page = PageRoute::of(req.method().as_ref(), &req.path());
+    if let Some(p) = page.as_ref().filter(|p| p.is_public()) {
+        return pages::serve_public(p, &mut req, &ctx).await;
     }
+    if let Err(refused) = pages::authorize(&req, &ctx, page.as_ref()) {
+        return refused;
+    }
+    if let Some(p) = &page {
+        return pages::serve_page(p, &ctx);
+    }
+    if let Some(answer) = pages::api(&req, &ctx).await {
+        return answer;
+    }
+    // ---- The operator API ----
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segs.as_slice()) {
@@ -51,7 +59,7 @@ async fn route(req: Request, ctx: Rc<RequestCtx>) -> AppResult {
 }
 
 /// `Err(404 UnknownShop)` unless this Worker serves `shop`.
-fn known_shop(ctx: &RequestCtx, shop: &str) -> Result<(), AppError> {
+pub(crate) fn known_shop(ctx: &RequestCtx, shop: &str) -> Result<(), AppError> {
     if ctx.settings.shops.contains(shop) {
         Ok(())
     } else {
@@ -60,7 +68,13 @@ fn known_shop(ctx: &RequestCtx, shop: &str) -> Result<(), AppError> {
 }
 
 /// Call the shop's monitor and pass its answer through.
-async fn monitor_call(ctx: &RequestCtx, shop: &str, method: Method, path: &str, body: Option<String>) -> AppResult {
+pub(crate) async fn monitor_call(
+    ctx: &RequestCtx,
+    shop: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> AppResult {
     let (status, text) =
         monitor_request(&ctx.env, ctx.options().monitor_binding, shop, method, path, body.as_deref()).await?;
     let headers = worker::Headers::new();

@@ -125,6 +125,8 @@ pub struct HistorySeries {
     pub top_error_classes: Vec<ClassCount>,
     /// The daily job's R2 storage samples (last 90), oldest first.
     pub r2: Vec<R2Point>,
+    /// The last 60 minutes, whatever the range (the page's headline figures).
+    pub last_hour: LastHour,
     pub late_samples: u64,
 }
 
@@ -240,6 +242,7 @@ impl History {
                 .iter()
                 .map(|s: &R2Sample| R2Point { at: rfc3339_ms(s.at_ms), bytes: s.bytes, objects: s.objects })
                 .collect(),
+            last_hour: self.last_hour(now_ms),
             late_samples: self.counters.late_samples,
         }
     }
