@@ -9,6 +9,7 @@
 pub mod alerting;
 pub mod audit;
 pub mod auth;
+pub mod board;
 pub mod cron;
 pub mod dash;
 pub mod deps;

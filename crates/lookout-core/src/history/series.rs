@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     merged, minute_hour, minute_of, History, OpenSlot, R2Sample, Slot, SlotCounts, HOUR_MS, HOUR_SLOTS, MINUTE_MS,
@@ -85,7 +85,7 @@ pub struct Columns {
 }
 
 /// An error class and its count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassCount {
     pub class: String,
     pub count: u64,
