@@ -185,7 +185,7 @@ pub fn usd_cents(cents: i64) -> String {
     let dollars = (c / 100).to_string();
     let mut grouped = String::new();
     for (i, ch) in dollars.chars().enumerate() {
-        if i > 0 && (dollars.len() - i) % 3 == 0 {
+        if i > 0 && (dollars.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(ch);
