@@ -18,7 +18,12 @@
 //!                next_due_ms ─► the one alarm;  status ─► GET /status (+ the DO's own fields)
 //! ```
 //!
+//! Dashboards (issue 13): the shop's [`History`] (minute and hour rollups, fed by the same
+//! records, finalized by the same alarm) and the fleet board summary it pushes
+//! ([`board_summary`](ShopMonitorCore::board_summary)).
+//!
 //! Stored parts (the DO's schema): each closed bucket (`buckets` table, keyed by `start_ms`),
+//! the history's chunks (`history` table, keyed by kind and index),
 //! the monitor snapshot (`meta` key `snapshot`) and the cron state (`meta` key `cron`). The
 //! snapshot changes with every call that touches the monitor; the cron state only when spend
 //! was counted, a check-in arrived, the watchdog ran, a cost job ran or AI was resumed, so
@@ -27,10 +32,13 @@
 use serde::Serialize;
 
 use crate::alerting::{AlertState, Severity};
+use crate::board::{ShopSummary, SummaryGate};
 use crate::cron::{
     CheckInEffect, CheckInKind, CronAlertEvent, CronConfig, CronPersisted, CronShopStatus, PauseReason, Results,
     ResumeError,
 };
+use crate::history::series::{HistorySeries, Range};
+use crate::history::{Chunk, ChunkKind, History, R2Sample};
 use crate::ingest::{Parsed, Rejection};
 use crate::monitor::rules::RuleSet;
 use crate::monitor::{
@@ -90,6 +98,8 @@ pub struct StoredParts<'a> {
     pub buckets: &'a [String],
     /// `meta` key `cron`.
     pub cron: Option<&'a str>,
+    /// The `history` table's rows.
+    pub history: &'a [Chunk],
 }
 
 /// One log line for the Durable Object to print, as data. [`LogLine::to_line`] gives the JSON
@@ -244,6 +254,10 @@ pub struct ShopMonitorCore {
     snapshot_dirty: bool,
     /// The cron state changed since it was last stored.
     cron_dirty: bool,
+    /// The dashboards' rollups (stored as chunks, see `history_chunks`).
+    history: History,
+    /// When the fleet board summary is pushed next (not stored).
+    summary_gate: SummaryGate,
 }
 
 impl ShopMonitorCore {
@@ -295,6 +309,10 @@ impl ShopMonitorCore {
             }
             None => CronPersisted::default(),
         };
+        let (history, history_errors) = History::restore(stored.history, now_ms);
+        for (kind, idx, e) in history_errors {
+            lines.push(restore_error(Some("history"), format!("{kind:?} chunk {idx}: {e}"), Some(now_ms)));
+        }
         let mut core = ShopMonitorCore {
             monitor,
             cron,
@@ -303,6 +321,8 @@ impl ShopMonitorCore {
             cron_config_errors: config.cron_errors,
             snapshot_dirty: true,
             cron_dirty: true,
+            history,
+            summary_gate: SummaryGate::default(),
         };
         // Start (or resume) watching: align the watchdog with the watch list and conclude
         // what is due, whether or not its due time has come.
@@ -347,6 +367,9 @@ impl ShopMonitorCore {
         }
         let report = self.monitor.ingest(&records, now_ms);
         self.snapshot_dirty = true;
+        for r in &records {
+            self.history.add_record(r, now_ms);
+        }
         let counted = self.cron.record_spend(&records);
         let mut effects = Vec::with_capacity(check_ins.len());
         let mut events = Vec::new();
@@ -374,6 +397,7 @@ impl ShopMonitorCore {
     pub fn tick(&mut self, now_ms: i64) -> TickOutcome {
         let evaluation = self.monitor.evaluate(now_ms);
         self.snapshot_dirty = true;
+        self.history.advance(now_ms);
         let mut lines: Vec<LogLine> = evaluation
             .changes
             .iter()
@@ -423,7 +447,10 @@ impl ShopMonitorCore {
     pub fn next_due_ms(&self, now_ms: i64) -> Option<i64> {
         let monitor_due = self.monitor.next_due_ms(now_ms);
         let watchdog_due = self.cron.next_due_ms(&self.cron_config).map(|t| t.max(now_ms));
-        monitor_due.into_iter().chain(watchdog_due).min()
+        // The dashboards: a minute or hour to finalize, a board summary to push.
+        let history_due = self.history.next_due_ms().map(|t| t.max(now_ms));
+        let summary_due = self.summary_gate.next_due_ms().map(|t| t.max(now_ms));
+        monitor_due.into_iter().chain(watchdog_due).chain(history_due).chain(summary_due).min()
     }
 
     /// Outbox entries due at `now_ms`, leased to the caller (store first, then send).
@@ -499,6 +526,60 @@ impl ShopMonitorCore {
             cron: self.cron.status(&self.cron_config, now_ms),
             cron_config_errors: self.cron_config_errors.clone(),
         }
+    }
+
+    // ---- Dashboards (issue 13): history, the fleet board summary, R2 samples. ----
+
+    /// The history route's answer (`GET /history/{24h|30d}`) as of `now_ms`.
+    pub fn history_series(&self, range: Range, now_ms: i64) -> HistorySeries {
+        self.history.series(self.shop(), range, now_ms)
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The shop's summary for the fleet board when a push is due (a firing change, or the
+    /// regular interval); then [`summary_sent`](Self::summary_sent) with the outcome.
+    pub fn board_summary(&mut self, now_ms: i64) -> Option<ShopSummary> {
+        let s = ShopSummary::from_status(&self.status(now_ms), &self.history.last_hour(now_ms), now_ms);
+        if !self.summary_gate.due(&s) {
+            return None;
+        }
+        self.summary_gate.sending(&s);
+        Some(s)
+    }
+
+    pub fn summary_sent(&mut self, ok: bool) {
+        self.summary_gate.sent(ok);
+    }
+
+    /// The daily job's R2 storage sample.
+    pub fn add_r2_sample(&mut self, sample: R2Sample) {
+        self.history.add_r2_sample(sample);
+    }
+
+    /// Test environment and bench only: replace the history with a made-up full one (30
+    /// days at `rps`), to see what full retention costs and looks like.
+    pub fn synthesize_history(&mut self, now_ms: i64, rps: f64, seed: u64) {
+        let mut h = History::new();
+        crate::history::synthetic::fill(&mut h, now_ms, rps, seed);
+        self.history = h;
+    }
+
+    /// History chunks to write (upsert by kind and idx), then
+    /// [`mark_history_persisted`](Self::mark_history_persisted).
+    pub fn history_chunks(&self) -> Vec<Chunk> {
+        self.history.dirty_chunks()
+    }
+
+    pub fn mark_history_persisted(&mut self, keys: &[(ChunkKind, i64)]) {
+        self.history.mark_persisted(keys);
+    }
+
+    /// Stored history chunks of `kind` with an index below this can go.
+    pub fn history_retention_idx(&self, kind: ChunkKind, now_ms: i64) -> i64 {
+        self.history.retention_start_idx(kind, now_ms)
     }
 
     // ---- Persistence: what to store, and what was stored. ----

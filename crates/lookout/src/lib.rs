@@ -30,6 +30,7 @@ pub mod cron;
 pub mod db;
 mod deliver;
 pub mod external;
+mod fleet_board;
 mod forward;
 mod http;
 mod inflight;

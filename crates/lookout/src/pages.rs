@@ -1,6 +1,6 @@
 //! The dashboards, served under `/ops/` by the operator API's router ([`crate::ops`]): the
 //! sign-in form and its session cookie, the two pages (fleet and shop), their static assets,
-//! and the JSON routes only the pages need (a shop's history and the app's panels). The
+//! and the JSON routes the pages read (the fleet, a shop's history, the app's panels). The
 //! decisions (routes, HTML, CSP, cookie signing) are in `lookout_core::{dash, session}`; this
 //! module reads the request, the clock and `OPS_TOKEN`, and answers.
 //!
@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use lookout_core::board::{DEFAULT_LIMIT, MAX_LIMIT};
 use lookout_core::dash::{self, Frame, LoginForm, PageRoute, Panel, CSP, MAX_LOGIN_BODY, PAGE_HEADERS};
 use lookout_core::error::AppError;
 use lookout_core::history::series::Range;
@@ -22,6 +23,7 @@ use worker::{Env, Headers, Method, Request, Response};
 
 use crate::clock::{random_u64, wall_ms};
 use crate::db::Db;
+use crate::fleet_board::BOARD_OBJECT;
 use crate::instrument::{AppResult, Failure, RequestCtx};
 use crate::ops::{known_shop, monitor_call};
 use crate::settings;
@@ -228,14 +230,32 @@ pub(crate) fn serve_page(page: &PageRoute, ctx: &RequestCtx) -> AppResult {
 ///
 /// - `GET /ops/shops/{shop}/history?range=24h|30d`: the shop monitor's rollups.
 /// - `GET /ops/shops/{shop}/panels`: the app's panels (`Options::panels`).
+/// - `GET /ops/fleet?limit=N`: every shop by trouble and the fleet totals, from the fleet
+///   board (one object call, whatever the number of shops).
 pub(crate) async fn api(req: &Request, ctx: &Rc<RequestCtx>) -> Option<AppResult> {
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segs.as_slice()) {
+        (Method::Get, ["ops", "fleet"]) => Some(fleet(req, ctx).await),
         (Method::Get, ["ops", "shops", shop, "history"]) => Some(history(req, ctx, shop).await),
         (Method::Get, ["ops", "shops", shop, "panels"]) => Some(panels(ctx, shop).await),
+        // Test environment only: fill a shop's history with 30 made-up days (screenshots,
+        // the fleet bench). Absent elsewhere.
+        (Method::Post, ["ops", "shops", shop, "history", "synthesize"]) if ctx.is_test_env() => {
+            Some(synthesize(req, ctx, shop).await)
+        }
         _ => None,
     }
+}
+
+async fn fleet(req: &Request, ctx: &RequestCtx) -> AppResult {
+    let url = req.url()?;
+    let limit = match url.query_pairs().find(|(k, _)| k == "limit").map(|(_, v)| v.parse::<usize>()) {
+        None => DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
+        Some(_) => return Err(AppError::new(400, "BadLimit", "limit must be 1 to 10000").into()),
+    };
+    monitor_call(ctx, BOARD_OBJECT, Method::Get, &format!("/board/view/{limit}"), None).await
 }
 
 async fn history(req: &Request, ctx: &RequestCtx, shop: &str) -> AppResult {
@@ -245,6 +265,13 @@ async fn history(req: &Request, ctx: &RequestCtx, shop: &str) -> AppResult {
     let range =
         Range::parse(range.as_deref()).map_err(|_| AppError::new(400, "BadRange", "range must be 24h or 30d"))?;
     monitor_call(ctx, shop, Method::Get, &format!("/history/{}", range.as_str()), None).await
+}
+
+async fn synthesize(req: &Request, ctx: &RequestCtx, shop: &str) -> AppResult {
+    known_shop(ctx, shop)?;
+    let rps = req.url()?.query_pairs().find(|(k, _)| k == "rps").and_then(|(_, v)| v.parse::<f64>().ok());
+    let rps = rps.filter(|r| r.is_finite()).unwrap_or(10.0);
+    monitor_call(ctx, shop, Method::Post, &format!("/history/synthesize/{rps}"), None).await
 }
 
 async fn panels(ctx: &Rc<RequestCtx>, shop: &str) -> AppResult {

@@ -12,8 +12,15 @@
 //!
 //! Routes (the binding's only; `?shop=` on each): `POST /ingest` (records and cron
 //! check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`, `POST /cron/twilio-summary`,
-//! `POST /cron/ai-check`. Cron and business alerts go through the monitor's outbox. The one
-//! alarm wakes at the core's `next_due_ms` (the earlier of the monitor's and the watchdog's).
+//! `POST /cron/ai-check`; for the dashboards `GET /history/{24h|30d}`, `POST /r2/sample`,
+//! and (`ENVIRONMENT=test` only) `POST /history/synthesize/{rps}`. Cron and business alerts
+//! go through the monitor's outbox. The one alarm wakes at the core's `next_due_ms` (the
+//! earliest of the monitor's, the watchdog's and the history's); after it, the shop's
+//! summary goes to the fleet board when the core says it is due. One instance, named
+//! `fleet_board::BOARD_OBJECT`, holds the fleet board instead (interim, see fleet_board.rs).
+//!
+//! History (issue 13): `history(kind, idx, data BLOB)` holds the rollups' binary chunks,
+//! written when a minute or an hour is finalized (at most once a minute).
 
 use std::cell::{Cell, RefCell};
 
@@ -24,6 +31,10 @@ use lookout_core::ingest::{parse_batch, BatchError, MAX_INGEST_BYTES};
 use lookout_core::shop::is_slug;
 use lookout_core::shop_monitor::{CostJob, LogLine, ShopMonitorConfig, ShopMonitorCore, ShopVars, StoredParts};
 
+use lookout_core::history::series::Range;
+use lookout_core::history::{Chunk, ChunkKind, R2Sample};
+
+use crate::fleet_board::{self, BoardHost};
 use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
@@ -51,6 +62,8 @@ pub struct ShopMonitor {
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
     last_alarm_lag_ms: Cell<Option<i64>>,
+    /// The fleet board, in the one instance that holds it (interim, see fleet_board.rs).
+    board: BoardHost,
 }
 
 impl DurableObject for ShopMonitor {
@@ -59,6 +72,8 @@ impl DurableObject for ShopMonitor {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS buckets (start_ms INTEGER PRIMARY KEY, data TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS history (kind INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, \
+             PRIMARY KEY (kind, idx))",
         ] {
             if let Err(e) = sql.exec(ddl, None) {
                 log(serde_json::json!({"kind": "monitor_storage_error", "error": e.to_string()}));
@@ -70,11 +85,15 @@ impl DurableObject for ShopMonitor {
             core: RefCell::new(None),
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
+            board: BoardHost::default(),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
+        if fleet_board::is_board_path(url.path()) {
+            return self.board.fetch(&self.state, &self.env, req, now_ms()).await;
+        }
         let shop = url.query_pairs().find(|(k, _)| k == "shop").map(|(_, v)| v.to_string()).unwrap_or_default();
         if !is_slug(&shop) {
             return Response::error("monitor: missing or invalid shop", 400);
@@ -91,6 +110,19 @@ impl DurableObject for ShopMonitor {
             (worker::Method::Post, "/ai/resume") => self.ai_resume(now).await,
             (worker::Method::Post, "/cron/twilio-summary") => self.cost_job(now, CostJob::TwilioSummary).await,
             (worker::Method::Post, "/cron/ai-check") => self.cost_job(now, CostJob::AiCheck).await,
+            (worker::Method::Get, "/history/24h") => self.history(Range::Day, now),
+            (worker::Method::Get, "/history/30d") => self.history(Range::Month, now),
+            (worker::Method::Post, "/r2/sample") => {
+                let body = req.bytes().await?;
+                self.r2_sample(&body, now).await
+            }
+            (worker::Method::Post, p)
+                if p.starts_with("/history/synthesize/")
+                    && settings::var(&self.env, "ENVIRONMENT").as_deref() == Some("test") =>
+            {
+                let rps = p.trim_start_matches("/history/synthesize/").parse::<f64>().unwrap_or(10.0);
+                self.synthesize(rps.clamp(0.1, 1000.0), now).await
+            }
             _ => Response::error("monitor: no such route", 404),
         }
     }
@@ -156,7 +188,9 @@ impl ShopMonitor {
         let rows: Vec<Row> = self.sql().exec("SELECT data FROM buckets ORDER BY start_ms", None)?.to_array()?;
         let buckets: Vec<String> = rows.into_iter().map(|r| r.data).collect();
         let (snapshot, cron) = (self.meta_get("snapshot"), self.meta_get("cron"));
-        let stored = StoredParts { snapshot: snapshot.as_deref(), buckets: &buckets, cron: cron.as_deref() };
+        let history = self.history_rows();
+        let stored =
+            StoredParts { snapshot: snapshot.as_deref(), buckets: &buckets, cron: cron.as_deref(), history: &history };
         let (core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
         print(&outcome.lines);
         for start_ms in outcome.delete_buckets {
@@ -168,6 +202,55 @@ impl ShopMonitor {
         self.persist(now);
         self.arm(now).await;
         Ok(())
+    }
+
+    /// The history table's rows (unreadable rows are skipped; the core names bad chunks).
+    fn history_rows(&self) -> Vec<Chunk> {
+        use worker::SqlStorageValue as V;
+        let Ok(cursor) = self.sql().exec("SELECT kind, idx, data FROM history", None) else { return Vec::new() };
+        cursor
+            .raw()
+            .filter_map(|row| match row.ok()?.as_slice() {
+                [V::Integer(kind), V::Integer(idx), V::Blob(data)] => {
+                    Some(Chunk { kind: ChunkKind::from_code(*kind)?, idx: *idx, data: data.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn history(&self, range: Range, now: i64) -> Result<Response> {
+        let guard = self.core.borrow();
+        let Some(core) = guard.as_ref() else { return Response::error("monitor not loaded", 500) };
+        Response::from_json(&core.history_series(range, now))
+    }
+
+    /// The daily job's R2 storage sample: `{"bytes": n, "objects": n}`.
+    async fn r2_sample(&self, body: &[u8], now: i64) -> Result<Response> {
+        #[derive(serde::Deserialize)]
+        struct Sample {
+            bytes: u64,
+            objects: u64,
+        }
+        let Ok(s) = serde_json::from_slice::<Sample>(body) else {
+            return Response::error("r2 sample: expected {\"bytes\": n, \"objects\": n}", 400);
+        };
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.add_r2_sample(R2Sample { at_ms: now, bytes: s.bytes, objects: s.objects });
+        }
+        self.persist(now);
+        Response::from_json(&serde_json::json!({"sampled": true}))
+    }
+
+    /// Test environment only: a made-up full history (see `history::synthetic`).
+    async fn synthesize(&self, rps: f64, now: i64) -> Result<Response> {
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.synthesize_history(now, rps, now as u64);
+        }
+        let _ = self.sql().exec("DELETE FROM history", None);
+        self.persist(now);
+        self.arm(now).await;
+        Response::from_json(&serde_json::json!({"synthesized": true, "rps": rps}))
     }
 
     fn ai_pause(&self, now: i64) -> Result<Response> {
@@ -269,6 +352,17 @@ impl ShopMonitor {
         }
         self.persist(now);
         self.arm(now_ms()).await;
+        self.push_summary(now_ms()).await;
+    }
+
+    /// The shop's summary to the fleet board, when the core says it is due.
+    async fn push_summary(&self, now: i64) {
+        let summary = self.core.borrow_mut().as_mut().and_then(|c| c.board_summary(now));
+        let Some(summary) = summary else { return };
+        let ok = fleet_board::push(&self.env, &summary).await;
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.summary_sent(ok);
+        }
     }
 
     /// Write what the core says changed: closed buckets (and drop those out of the ring), the
@@ -299,6 +393,27 @@ impl ShopMonitor {
                 Err(e) => log(
                     serde_json::json!({"kind": "monitor_storage_error", "shop": core.shop(), "error": e.to_string()}),
                 ),
+            }
+        }
+        let mut history_written = Vec::new();
+        for c in core.history_chunks() {
+            match sql.exec(
+                "INSERT OR REPLACE INTO history (kind, idx, data) VALUES (?, ?, ?)",
+                vec![c.kind.code().into(), c.idx.into(), c.data.into()],
+            ) {
+                Ok(_) => history_written.push((c.kind, c.idx)),
+                Err(e) => log(
+                    serde_json::json!({"kind": "monitor_storage_error", "part": "history", "shop": core.shop(), "error": e.to_string()}),
+                ),
+            }
+        }
+        if !history_written.is_empty() {
+            core.mark_history_persisted(&history_written);
+            for kind in [ChunkKind::Minutes, ChunkKind::Hours] {
+                let _ = sql.exec(
+                    "DELETE FROM history WHERE kind = ? AND idx < ?",
+                    vec![kind.code().into(), core.history_retention_idx(kind, now).into()],
+                );
             }
         }
         if let Some(cron) = core.cron_snapshot().and_then(|c| serde_json::to_string(c).ok()) {

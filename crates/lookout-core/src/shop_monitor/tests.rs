@@ -41,6 +41,8 @@ fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
     core.mark_snapshot_persisted();
     let cron = core.cron_snapshot().is_some();
     core.mark_cron_persisted();
+    let history: Vec<_> = core.history_chunks().iter().map(|c| (c.kind, c.idx)).collect();
+    core.mark_history_persisted(&history);
     (buckets.len(), snapshot, cron)
 }
 
@@ -82,7 +84,8 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
     let cfg = ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]);
     assert_eq!(cfg.monitor.rules, RuleSet::default(), "the default rules are in force");
     let buckets = vec!["not a bucket".to_string()];
-    let stored = StoredParts { snapshot: Some("not json"), buckets: &buckets, cron: Some(r#"{"watchdog":5}"#) };
+    let stored =
+        StoredParts { snapshot: Some("not json"), buckets: &buckets, cron: Some(r#"{"watchdog":5}"#), history: &[] };
     let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
     assert_eq!(
         kinds(&outcome.lines),
@@ -125,7 +128,7 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
     let snapshot = serde_json::to_string(&core.snapshot().unwrap()).unwrap();
     let cron = serde_json::to_string(core.cron_snapshot().unwrap()).unwrap();
 
-    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron) };
+    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron), history: &[] };
     let cfg = config(Some(DAILY), Some("5000000"));
     let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
     assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
@@ -336,4 +339,82 @@ fn ai_pause_resume_and_cost_jobs() {
     assert!(twilio.lines.is_empty());
     assert_eq!(twilio.results.get_i64("twilio_spent_week_micros"), Some(0));
     assert!(store(&mut core, t).2, "a cost job always updates its watch");
+}
+
+// ---- Dashboards (issue 13): history rollups and the fleet board summary ----
+
+#[test]
+fn records_feed_the_history_and_the_alarm_finalizes_minutes() {
+    use crate::history::{series::Range, MINUTE_MS, SETTLE_MS};
+    let mut core = loaded(config(None, None), T0);
+    let mut failing = record("r1", T0 + 1_000, 0);
+    failing.status = 503;
+    failing.error_class = Some("D1Error".into());
+    core.ingest(batch(vec![record("r0", T0 + 500, 2_000), failing], vec![]), T0 + 1_100);
+    // The minute is open: the series shows it as of now, the alarm is due to finalize it.
+    let now = T0 + 2_000;
+    let day = core.history_series(Range::Day, now);
+    assert_eq!(day.last_hour.requests, 2);
+    assert_eq!(day.last_hour.errors_5xx, 1);
+    assert_eq!(day.totals.claude_micros, 2_000);
+    assert!(core.next_due_ms(now).unwrap() <= T0 + MINUTE_MS + SETTLE_MS);
+    store(&mut core, now);
+    core.ingest(batch(vec![record("r2", T0 + 1_500, 0)], vec![]), T0 + 1_600);
+    assert!(core.history_chunks().is_empty(), "traffic alone writes no history");
+    // The alarm at the settle time finalizes it: a minute chunk and the open chunk to write.
+    let at = T0 + MINUTE_MS + SETTLE_MS;
+    core.tick(at);
+    let chunks = core.history_chunks();
+    assert!(chunks.iter().any(|c| c.kind == ChunkKind::Minutes));
+    assert!(chunks.iter().any(|c| c.kind == ChunkKind::Open));
+    let keys: Vec<_> = chunks.iter().map(|c| (c.kind, c.idx)).collect();
+    core.mark_history_persisted(&keys);
+    assert!(core.history_chunks().is_empty());
+    // A restore from the stored parts has the same history.
+    let snapshot = serde_json::to_string(&core.monitor().snapshot()).unwrap();
+    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &[], cron: None, history: &chunks };
+    let (back, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, at);
+    assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
+    assert_eq!(back.history_series(Range::Day, at), core.history_series(Range::Day, at));
+    let top = &back.history_series(Range::Day, at).top_error_classes;
+    assert_eq!(top[0].class, "D1Error");
+}
+
+#[test]
+fn the_board_summary_is_pushed_on_a_firing_change_and_every_30_s() {
+    let mut core = loaded(config(None, None), T0);
+    let s = core.board_summary(T0).expect("the first summary goes at once");
+    assert_eq!(s.shop, "swicked");
+    assert!(s.firing.is_empty());
+    core.summary_sent(true);
+    assert!(core.board_summary(T0 + 1_000).is_none());
+    let s = core.board_summary(T0 + 30_000).expect("then every 30 s");
+    core.summary_sent(true);
+    assert_eq!(s.requests_1h, 0);
+    // No traffic: nothing to wake for.
+    assert_eq!(core.next_due_ms(T0 + 30_000), None);
+    // 5xx over the default rule's floor: firing after the sustain time, pushed at once.
+    let mut fired = None;
+    for i in 0..400 {
+        let now = T0 + 31_000 + i * 1_000;
+        let mut r = record(&format!("f{i}"), now, 0);
+        r.status = 500;
+        core.ingest(batch(vec![r], vec![]), now);
+        core.tick(now);
+        if let Some(s) = core.board_summary(now) {
+            core.summary_sent(true);
+            if !s.firing.is_empty() {
+                fired = Some((now, s));
+                break;
+            }
+        }
+    }
+    let (at, s) = fired.expect("the 5xx rule fired and its summary went out");
+    assert_eq!(s.firing[0].rule, "http_5xx_rate");
+    assert!(s.requests_1h > 0 && s.errors_5xx_1h == s.requests_1h);
+    // Pushed in the very tick that fired it (not at the next 30 s).
+    let status = core.status(at);
+    let rule = status.monitor.rules.iter().find(|r| r.rule.name() == "http_5xx_rate").unwrap();
+    assert_eq!(rule.fired_at.as_deref(), Some(crate::monitor::time::rfc3339_ms(at).as_str()));
+    assert_eq!(s.firing[0].since, rule.fired_at);
 }
