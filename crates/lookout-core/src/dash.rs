@@ -211,7 +211,7 @@ fn head(title: &str, frame: Frame, with_script: bool) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>{} · lookout</title>\n<link rel=\"stylesheet\" href=\"/ops/assets/dash.css?v={v}\">{script}\n</head>\n",
+<title>{} · lookout</title>\n<link rel=\"icon\" href=\"data:,\">\n<link rel=\"stylesheet\" href=\"/ops/assets/dash.css?v={v}\">{script}\n</head>\n",
         escape(title)
     )
 }

@@ -45,6 +45,7 @@ const nf = new Intl.NumberFormat("en-US");
 const fmtInt = (n) => (n === null || n === undefined ? "–" : nf.format(Math.round(n)));
 const fmtPct = (r) => (r === null || r === undefined ? "–" : (r * 100).toFixed(2) + "%");
 const fmtMs = (ms) => (ms === null || ms === undefined ? "–" : ms >= 100 ? Math.round(ms) + " ms" : ms.toFixed(1) + " ms");
+const fmtAxisMs = (v) => (v >= 1000 ? (v / 1000).toFixed(v % 1000 ? 1 : 0) + " s" : (v < 10 && v % 1 ? v.toFixed(1) : Math.round(v)) + " ms");
 const fmtUsd = (micros) => (micros === null || micros === undefined ? "–" : "$" + (micros / 1e6).toFixed(2));
 function fmtBytes(b) {
   if (b === null || b === undefined) return "–";
@@ -141,7 +142,7 @@ const charts = new Map();
 
 function axes(yFmt) {
   const base = { stroke: "#8b949e", grid: { stroke: COLORS.grid, width: 1 }, ticks: { stroke: COLORS.grid, width: 1 } };
-  return [base, { ...base, size: 56, values: (u, vals) => vals.map(yFmt) }];
+  return [base, { ...base, size: 72, values: (u, vals) => vals.map(yFmt) }];
 }
 
 function chart(id, series, data, yFmt, opts = {}) {
@@ -451,8 +452,8 @@ function renderHistory(hist) {
   document.getElementById("err-hint").textContent = stepLabel + " · " + fmtPct(hist.totals.error_rate) + " over " + hist.range;
   chart("chart-requests", [{ ...line("requests", COLORS.a, fmtInt, COLORS.soft) }, line("5xx", COLORS.bad, fmtInt)], [s.t, s.requests, s.errors_5xx], (v) => fmtInt(v));
   chart("chart-errors", [line("5xx rate", COLORS.bad, (v) => v.toFixed(2) + "%", "rgba(239,68,68,0.10)")], [s.t, pct], (v) => v.toFixed(v < 1 ? 2 : 1) + "%");
-  chart("chart-latency", [line("p50", COLORS.a, fmtMs), line("p95", COLORS.b, fmtMs)], [s.t, s.request_p50_ms, s.request_p95_ms], (v) => Math.round(v) + " ms");
-  chart("chart-d1", [line("p50", COLORS.a, fmtMs), line("p95", COLORS.b, fmtMs)], [s.t, s.d1_p50_ms, s.d1_p95_ms], (v) => (v < 10 ? v.toFixed(1) : Math.round(v)) + " ms");
+  chart("chart-latency", [line("p50", COLORS.a, fmtMs), line("p95", COLORS.b, fmtMs)], [s.t, s.request_p50_ms, s.request_p95_ms], fmtAxisMs);
+  chart("chart-d1", [line("p50", COLORS.a, fmtMs), line("p95", COLORS.b, fmtMs)], [s.t, s.d1_p50_ms, s.d1_p95_ms], fmtAxisMs);
   const r2 = hist.r2 || [];
   const r2t = r2.map((p) => Math.floor(Date.parse(p.at) / 1000));
   document.getElementById("r2-hint").textContent = r2.length ? fmtBytes(r2[r2.length - 1].bytes) + " · " + fmtInt(r2[r2.length - 1].objects) + " objects" : "no sample yet (daily job)";

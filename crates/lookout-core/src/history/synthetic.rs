@@ -23,9 +23,9 @@ impl Rng {
         ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 
-    /// Lognormal latency around `median_ms`, with a 2% slow tail.
+    /// Lognormal latency around `median_ms`, with a 1% slow tail.
     fn latency_ms(&mut self, median_ms: f64) -> f64 {
-        if self.unit() < 0.02 {
+        if self.unit() < 0.01 {
             return 300.0 + 1700.0 * self.unit();
         }
         let (u1, u2) = (self.unit(), self.unit());
