@@ -236,7 +236,8 @@ try {
   assert.equal(await fleetPage.getAttribute("#shops tbody tr[data-shop]", "data-shop"), SHOP, "the firing shop is first");
   assert.ok(await fleetPage.locator(`#firing li[data-rule=http_5xx_rate][data-shop='${SHOP}']`).count());
   step("the fleet page lists the firing shop first");
-  await fleetPage.screenshot({ path: path.join(OUT, "fleet-firing.png") });
+  await fleetPage.setViewportSize({ width: 1440, height: 560 });
+  await fleetPage.screenshot({ path: path.join(OUT, "fleet-firing.png"), fullPage: true });
 
   // 7. Recovery: healthy traffic, the alert resolves, the page drops it within 5 s.
   for (let i = 0; i < 20; i++) {

@@ -250,6 +250,7 @@ impl ShopMonitor {
         let _ = self.sql().exec("DELETE FROM history", None);
         self.persist(now);
         self.arm(now).await;
+        self.push_summary(now).await;
         Response::from_json(&serde_json::json!({"synthesized": true, "rps": rps}))
     }
 

@@ -199,7 +199,7 @@ function renderFleet(f) {
     t.shops + " shops · summaries as of " + fmtAgo(f.oldest_summary_at || f.generated_at) + " at the oldest";
   replace(
     document.getElementById("kpis"),
-    kpi("shops_firing", "Shops firing", fmtInt(t.shops_firing), { raw: t.shops_firing, tone: t.shops_firing > 0 ? "bad" : "", detail: fmtInt(t.firing_alerts) + " alerts firing" }),
+    kpi("shops_firing", "Shops firing", fmtInt(t.shops_firing), { raw: t.shops_firing, tone: t.shops_firing > 0 ? "bad" : "", detail: fmtInt(t.firing_alerts) + (t.firing_alerts === 1 ? " alert firing" : " alerts firing") }),
     kpi("shops_elevated_errors", "Elevated errors", fmtInt(t.shops_elevated_errors), { raw: t.shops_elevated_errors, tone: t.shops_elevated_errors > 0 ? "warn" : "", detail: "5xx rate above 1% (last hour)" }),
     kpi("requests_1h", "Requests (1 h)", fmtInt(t.requests_1h), { raw: t.requests_1h, detail: "all shops" }),
     kpi("cron_runs_today", "Cron runs today", fmtInt(t.cron_runs_today), { raw: t.cron_runs_today, tone: t.cron_missed_today > 0 ? "bad" : "", detail: fmtInt(t.cron_missed_today) + " missed" }),
