@@ -718,7 +718,9 @@ async function main() {
     const detection = await detectionPhase(ports, sink, toml.testRules);
     const elapsedS = (Date.now() - t0Run) / 1000;
     const md = report({ m, native, overhead, exact, tput, logc, detection, elapsedS, toml });
-    fs.writeFileSync(RESULTS, md + "\n");
+    // Keep the Dashboards section bench/fleet.mjs (bench/run --fleet) wrote, if any.
+    const kept = fs.existsSync(RESULTS) ? /<!-- dashboards:start[\s\S]*?<!-- dashboards:end -->/.exec(fs.readFileSync(RESULTS, "utf8")) : null;
+    fs.writeFileSync(RESULTS, md + "\n" + (kept ? "\n" + kept[0] + "\n" : ""));
     fs.writeFileSync(path.join(OUT, "raw.json"), JSON.stringify({ m, native, overhead, exact, tput, logc, detection }, null, 1));
     console.log(md);
     log(`wrote ${path.relative(ROOT, RESULTS)} in ${elapsedS.toFixed(0)} s`);
