@@ -10,6 +10,7 @@ import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -137,7 +138,8 @@ function section(rows, native) {
     "<!-- dashboards:start (written by bench/fleet.mjs: bench/run --fleet) -->",
     "## Dashboards: the fleet API and a shop's storage",
     "",
-    `\`bench/run --fleet\`, ${new Date().toISOString().slice(0, 10)}, commit ${native.commit}. Each shop's monitor holds 30 days of rollups at ${RPS} requests/s`,
+    `\`bench/run --fleet\`, ${new Date().toISOString().slice(0, 10)}, commit ${native.commit}, ${os.cpus().length} cores, 1-min load average ${native.load.map((l) => l.toFixed(1)).join(" at the start, ")} at the end`,
+    `(other work on the machine counts: latencies are upper bounds). Each shop's monitor holds 30 days of rollups at ${RPS} requests/s`,
     "(the test environment's made-up fill, `history::synthetic`) and has pushed its summary to the fleet board.",
     "`GET /ops/fleet` through the Worker (plain workerd, keep-alive, in series); the fan-out is what a",
     "page would cost without the board: every shop's `GET /ops/shops/{shop}/status`, one after the other.",
@@ -174,6 +176,8 @@ function historyBytes() {
     });
   });
 }
+
+const loadAtStart = os.loadavg()[0];
 
 async function main() {
   fs.rmSync(path.join(OUT, "do"), { recursive: true, force: true });
@@ -220,7 +224,7 @@ async function main() {
       log(JSON.stringify(r));
       rows.push(r);
     }
-    const native = { history_bytes: await historyBytes(), commit: gitCommit() };
+    const native = { history_bytes: await historyBytes(), commit: gitCommit(), load: [loadAtStart, os.loadavg()[0]] };
     const md = section(rows, native);
     let text = fs.existsSync(RESULTS_MD) ? fs.readFileSync(RESULTS_MD, "utf8") : "";
     const re = /<!-- dashboards:start[\s\S]*?<!-- dashboards:end -->/;
@@ -230,7 +234,7 @@ async function main() {
     try {
       json = JSON.parse(fs.readFileSync(RESULTS_JSON, "utf8"));
     } catch {}
-    json.dashboards = { rps: RPS, history_bytes_native: native.history_bytes, commit: native.commit, fleet: rows };
+    json.dashboards = { rps: RPS, history_bytes_native: native.history_bytes, commit: native.commit, load_avg_1m: native.load, fleet: rows };
     fs.writeFileSync(RESULTS_JSON, JSON.stringify(json, null, 1) + "\n");
     console.log(md);
     log(`wrote ${path.relative(ROOT, RESULTS_MD)} and ${path.relative(ROOT, RESULTS_JSON)}`);
