@@ -261,6 +261,15 @@ impl SummaryGate {
         }
     }
 
+    /// Nothing can be due before this unless the firing set changed: a caller that knows it
+    /// did not may skip building a summary until then.
+    pub fn quiet_until_ms(&self) -> Option<i64> {
+        if self.in_flight {
+            return Some(i64::MAX);
+        }
+        self.last_firing_key.as_ref().and(self.last_sent_ms).map(|t| t + SUMMARY_EVERY_MS)
+    }
+
     /// A push of `s` starts.
     pub fn sending(&mut self, s: &ShopSummary) {
         self.in_flight = true;

@@ -258,6 +258,8 @@ pub struct ShopMonitorCore {
     history: History,
     /// When the fleet board summary is pushed next (not stored).
     summary_gate: SummaryGate,
+    /// An alert changed state since the last summary (so one may be due before the interval).
+    alerts_changed: bool,
 }
 
 impl ShopMonitorCore {
@@ -323,6 +325,7 @@ impl ShopMonitorCore {
             cron_dirty: true,
             history,
             summary_gate: SummaryGate::default(),
+            alerts_changed: true,
         };
         // Start (or resume) watching: align the watchdog with the watch list and conclude
         // what is due, whether or not its due time has come.
@@ -398,6 +401,7 @@ impl ShopMonitorCore {
         let evaluation = self.monitor.evaluate(now_ms);
         self.snapshot_dirty = true;
         self.history.advance(now_ms);
+        self.alerts_changed |= !evaluation.changes.is_empty();
         let mut lines: Vec<LogLine> = evaluation
             .changes
             .iter()
@@ -423,6 +427,7 @@ impl ShopMonitorCore {
     /// Queue cron/business alert events in the monitor's outbox (every channel), one line each.
     fn notify(&mut self, events: &[CronAlertEvent], now_ms: i64) -> Vec<LogLine> {
         let mut lines = Vec::with_capacity(events.len());
+        self.alerts_changed |= !events.is_empty();
         for e in events {
             let queued = self.monitor.notify_event(e, now_ms);
             self.snapshot_dirty = true;
@@ -542,6 +547,11 @@ impl ShopMonitorCore {
     /// The shop's summary for the fleet board when a push is due (a firing change, or the
     /// regular interval); then [`summary_sent`](Self::summary_sent) with the outcome.
     pub fn board_summary(&mut self, now_ms: i64) -> Option<ShopSummary> {
+        // Building the status is the cost: skip it while nothing can be due.
+        if !self.alerts_changed && self.summary_gate.quiet_until_ms().is_some_and(|t| now_ms < t) {
+            return None;
+        }
+        self.alerts_changed = false;
         let s = ShopSummary::from_status(&self.status(now_ms), &self.history.last_hour(now_ms), now_ms);
         if !self.summary_gate.due(&s) {
             return None;
