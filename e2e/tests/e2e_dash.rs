@@ -159,12 +159,14 @@ fn history_and_fleet_apis_answer_from_the_monitors() {
     // The monitor pushed its summary to the fleet board; the fleet answer lists every shop.
     // Pushes are throttled (at once on a firing change, else every 30 s), so the count the
     // board has may be that of an earlier push for up to 30 s.
+    let mut last = Value::Null;
     let f = wait_for(Duration::from_secs(45), || {
         let v = get("/ops/fleet").json();
+        last = v.clone();
         let row = v["shops"].as_array()?.iter().find(|x| x["shop"] == SHOP)?.clone();
         (row["requests_1h"] == 13).then_some(v)
     })
-    .expect("the fleet shows the shop's requests");
+    .unwrap_or_else(|| panic!("the fleet shows the shop's 13 requests: {last}\n{}", s.log_text()));
     assert_eq!(f["totals"]["shops"], 2, "swicked and demo (SHOPS)");
     let demo = f["shops"].as_array().unwrap().iter().find(|x| x["shop"] == "demo").unwrap();
     assert_eq!(demo["summary_at"], Value::Null, "demo never reported");

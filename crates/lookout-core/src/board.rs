@@ -246,6 +246,8 @@ pub struct SummaryGate {
     last_requests_1h: u64,
     /// The last push went out at this time but its answer has not come.
     in_flight: bool,
+    /// Records arrived since the last push (its figures are behind).
+    touched: bool,
 }
 
 impl SummaryGate {
@@ -270,9 +272,15 @@ impl SummaryGate {
         self.last_firing_key.as_ref().and(self.last_sent_ms).map(|t| t + SUMMARY_EVERY_MS)
     }
 
+    /// Records arrived: the board's figures for this shop are behind until the next push.
+    pub fn touch(&mut self) {
+        self.touched = true;
+    }
+
     /// A push of `s` starts.
     pub fn sending(&mut self, s: &ShopSummary) {
         self.in_flight = true;
+        self.touched = false;
         self.last_sent_ms = Some(s.at_ms);
         self.last_firing_key = Some(s.firing_key());
         self.last_requests_1h = s.requests_1h;
@@ -286,10 +294,15 @@ impl SummaryGate {
         }
     }
 
-    /// When the monitor should wake to push again even without traffic: the next regular
-    /// push while the last one showed traffic (so the fleet sees the hour drain to zero).
+    /// When the monitor should wake to push again even without traffic: at once when records
+    /// arrived and nothing was ever pushed; the next regular push when records arrived since
+    /// the last one, or while the last one showed traffic (so the fleet sees the hour drain
+    /// to zero). `None`: the board is up to date.
     pub fn next_due_ms(&self) -> Option<i64> {
-        self.last_sent_ms.filter(|_| self.last_requests_1h > 0).map(|t| t + SUMMARY_EVERY_MS)
+        match self.last_sent_ms {
+            None => self.touched.then_some(i64::MIN),
+            Some(t) => (self.touched || self.last_requests_1h > 0).then_some(t + SUMMARY_EVERY_MS),
+        }
     }
 }
 

@@ -373,6 +373,9 @@ impl ShopMonitorCore {
         for r in &records {
             self.history.add_record(r, now_ms);
         }
+        if !records.is_empty() {
+            self.summary_gate.touch();
+        }
         let counted = self.cron.record_spend(&records);
         let mut effects = Vec::with_capacity(check_ins.len());
         let mut events = Vec::new();
