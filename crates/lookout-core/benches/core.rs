@@ -2,14 +2,19 @@
 //! `bench/run` (which reads the estimates into bench/RESULTS.md) or alone with
 //! `cargo bench --bench core`. Not a test: nothing here asserts a time.
 //!
-//! * `ingest/*`: one record into the monitor, alone and in a 64-record batch (per record),
-//!   and parsing the batch body the object receives (`core::ingest::parse_batch`);
+//! * `ingest/*`: what the object does per record. The record path (an isolate of an older
+//!   build, a panicked request's line): one record alone and in a 64-record batch, and
+//!   parsing the batch body (`core::ingest::parse_batch`). The partial path (what isolates
+//!   send now): parsing a body with one partial bucket of 64 records, and merging it in
+//!   (with the digest compression an evaluation then does), per record;
+//! * `isolate/*`: what the Worker does per request: fold a record into its shop's partial
+//!   bucket, and take + serialize a 64-record partial at a flush (per record);
 //! * `evaluate/full_ring`: every default rule over full windows (360 buckets of 10 s,
 //!   100 records each);
 //! * `digest/merge_p95_600s`: merge the 60 request-latency digests of the longest digest
 //!   window and take p95 (the `request_p95` rule's path);
-//! * `state/*`: serialize a shop's full state (closed buckets + snapshot, as the object
-//!   writes them) and rebuild it from that JSON (as the object does on load).
+//! * `state/*`: encode a shop's full state (closed bucket rows + string table + snapshot, as
+//!   the object writes them) and rebuild it from those bytes (as the object does on load).
 
 mod common;
 
@@ -18,10 +23,11 @@ use std::time::Duration;
 
 use common::{full_ring, record, XorShift, SHOP, T0};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use lookout_core::ingest::{batch_body, parse_batch};
+use lookout_core::ingest::{batch_body, parse_batch, partials_bodies};
 use lookout_core::monitor::digest::quantile;
-use lookout_core::monitor::window::Series;
+use lookout_core::monitor::window::{Series, StringTable};
 use lookout_core::monitor::{BucketSnapshot, Monitor, MonitorSnapshot};
+use lookout_core::partial::PartialAccumulator;
 
 fn ingest(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
@@ -55,6 +61,61 @@ fn ingest(c: &mut Criterion) {
     let lines: Vec<String> = pool[..64].iter().map(|r| r.to_line()).collect();
     let body = batch_body(lines.iter().map(String::as_str));
     g.bench_function("parse_batch_of_64", |b| b.iter(|| black_box(parse_batch(black_box(body.as_bytes()), SHOP, T0))));
+
+    // The partial path: one partial bucket of 64 records (one second of one isolate's traffic).
+    let mut acc = PartialAccumulator::default();
+    let one_second: Vec<_> = (0..64).map(|i| record(&mut rng, now - 1500 + i * 10, 3_000_000 + i as u64)).collect();
+    one_second.iter().for_each(|r| acc.fold(r));
+    let partial = acc.take(SHOP, || "bench-0".into()).remove(0);
+    let (pbody, _) = partials_bodies(std::slice::from_ref(&partial)).remove(0);
+    g.bench_function("parse_partial_of_64", |b| {
+        b.iter(|| black_box(parse_batch(black_box(pbody.as_bytes()), SHOP, T0)))
+    });
+    let checked = partial.clone().check(SHOP).expect("valid");
+    let mut k = 0u64;
+    g.bench_function("partial_of_64", |b| {
+        b.iter_batched_ref(
+            || {
+                k += 1;
+                let mut p = checked.clone();
+                p.id = format!("bench-{k}");
+                vec![p]
+            },
+            |p| {
+                m.ingest(&[], now);
+                black_box(m.ingest_partials(p, now));
+                m.compress();
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("isolate");
+    g.throughput(Throughput::Elements(1));
+    let mut acc = PartialAccumulator::default();
+    let mut n = 0usize;
+    g.bench_function("fold_record", |b| {
+        b.iter(|| {
+            n = (n + 1) % one_second.len();
+            if n == 0 {
+                acc = PartialAccumulator::default();
+            }
+            acc.fold(black_box(&one_second[n]));
+        })
+    });
+    g.throughput(Throughput::Elements(64));
+    g.bench_function("take_serialize_64", |b| {
+        b.iter_batched_ref(
+            || {
+                let mut acc = PartialAccumulator::default();
+                one_second.iter().for_each(|r| acc.fold(r));
+                acc
+            },
+            |acc| black_box(partials_bodies(&acc.take(SHOP, || "bench-1".into()))),
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 }
 
@@ -97,21 +158,26 @@ fn lookout_window(m: &Monitor) -> lookout_core::monitor::window::Window {
     w
 }
 
-/// What the object writes for a shop: every closed bucket's JSON and the snapshot's JSON.
-fn persist(m: &Monitor, now: i64) -> (Vec<String>, String) {
-    let buckets = m.dirty_closed_buckets(now).iter().map(|b| serde_json::to_string(b).expect("json")).collect();
-    (buckets, serde_json::to_string(&m.snapshot()).expect("json"))
+/// What the object holds for a shop: every closed bucket's row, the string table and the
+/// snapshot's JSON.
+fn persist(m: &mut Monitor, now: i64) -> (Vec<(i64, Vec<u8>)>, String, String) {
+    let rows = m.closed_buckets(now).iter().map(|b| (b.start_ms, m.encode_bucket_row(b))).collect();
+    let strings = m.strings_to_store().unwrap_or_default();
+    (rows, strings, serde_json::to_string(&m.snapshot()).expect("json"))
 }
 
 fn state(c: &mut Criterion) {
-    let (m, now) = full_ring(100, 4);
-    let (buckets, snap) = persist(&m, now);
+    let (mut m, now) = full_ring(100, 4);
+    let (rows, strings, snap) = persist(&mut m, now);
     let mut g = c.benchmark_group("state");
-    g.bench_function("persist_full_ring", |b| b.iter(|| black_box(persist(&m, now))));
+    g.bench_function("persist_full_ring", |b| {
+        b.iter_batched_ref(|| m.clone(), |m| black_box(persist(m, now)), BatchSize::LargeInput)
+    });
     g.bench_function("restore_full_ring", |b| {
         b.iter(|| {
+            let table = StringTable::from_stored(&strings).expect("strings");
             let parsed: Vec<BucketSnapshot> =
-                buckets.iter().map(|s| serde_json::from_str(s).expect("bucket")).collect();
+                rows.iter().map(|(start, row)| BucketSnapshot::decode(*start, row, &table).expect("bucket")).collect();
             let snapshot: MonitorSnapshot = serde_json::from_str(&snap).expect("snapshot");
             black_box(Monitor::restore(m.config().clone(), SHOP, Some(snapshot), &parsed, now).expect("restore"))
         })

@@ -1,12 +1,16 @@
-//! The monitor's ingest protocol: a batch of request records and cron check-ins as JSON,
-//! `{"records": [...], "cron_check_ins": [...]}` (either list may be absent, not both). Each
-//! item is checked on its own, so one malformed item is rejected with its reason while the
-//! good ones beside it are kept. Size limits are enforced before parsing.
+//! The monitor's ingest protocol: a batch of partial buckets (what an isolate folded its
+//! requests into, `core::partial`), request records (a panicked request's line, an isolate of
+//! an older build during a deploy) and cron check-ins as JSON,
+//! `{"partials": [...], "records": [...], "cron_check_ins": [...]}` (any list may be absent,
+//! not all). Each item is checked on its own, so one malformed or foreign item is rejected
+//! with its reason while the good ones beside it are kept. Size limits are enforced before
+//! parsing; [`partials_bodies`] splits what an isolate sends into bodies under a byte bound.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::cron::{is_cron_name, CheckInKind, CronCheckIn};
+use crate::partial::{Partial, PartialBucket};
 use crate::record::RequestRecord;
 use crate::request_id::is_request_id;
 
@@ -16,6 +20,11 @@ pub const MAX_INGEST_BYTES: usize = 1 << 20;
 pub const MAX_BATCH_RECORDS: usize = 2000;
 /// Most cron check-ins in one batch.
 pub const MAX_BATCH_CHECK_INS: usize = 100;
+/// Most partial buckets in one batch.
+pub const MAX_BATCH_PARTIALS: usize = 512;
+/// The byte bound of a body an isolate sends ([`partials_bodies`]): far under
+/// [`MAX_INGEST_BYTES`], so a body is never refused for its size.
+pub const MAX_SEND_BYTES: usize = 256 * 1024;
 /// A check-in dated further than this ahead of the monitor's clock is refused (it could claim
 /// slots that have not happened yet).
 pub const MAX_CHECK_IN_AHEAD_MS: i64 = 300_000;
@@ -27,12 +36,15 @@ pub const MAX_CHECK_IN_RUN_MS: u64 = 7 * 86_400_000;
 pub enum BatchError {
     /// The body is larger than [`MAX_INGEST_BYTES`].
     TooLarge { bytes: usize },
-    /// The body is not `{"records": [...], "cron_check_ins": [...]}` (at least one list).
+    /// The body is not `{"partials": [...], "records": [...], "cron_check_ins": [...]}` (at
+    /// least one list).
     NotABatch(String),
     /// More than [`MAX_BATCH_RECORDS`] records.
     TooManyRecords { count: usize },
     /// More than [`MAX_BATCH_CHECK_INS`] check-ins.
     TooManyCheckIns { count: usize },
+    /// More than [`MAX_BATCH_PARTIALS`] partial buckets.
+    TooManyPartials { count: usize },
 }
 
 impl std::fmt::Display for BatchError {
@@ -40,13 +52,19 @@ impl std::fmt::Display for BatchError {
         match self {
             BatchError::TooLarge { bytes } => write!(f, "ingest body of {bytes} bytes exceeds {MAX_INGEST_BYTES}"),
             BatchError::NotABatch(e) => {
-                write!(f, "ingest body is not {{\"records\": [...], \"cron_check_ins\": [...]}}: {e}")
+                write!(
+                    f,
+                    "ingest body is not {{\"partials\": [...], \"records\": [...], \"cron_check_ins\": [...]}}: {e}"
+                )
             }
             BatchError::TooManyRecords { count } => {
                 write!(f, "{count} records exceed the batch limit {MAX_BATCH_RECORDS}")
             }
             BatchError::TooManyCheckIns { count } => {
                 write!(f, "{count} cron check-ins exceed the batch limit {MAX_BATCH_CHECK_INS}")
+            }
+            BatchError::TooManyPartials { count } => {
+                write!(f, "{count} partial buckets exceed the batch limit {MAX_BATCH_PARTIALS}")
             }
         }
     }
@@ -55,7 +73,7 @@ impl std::fmt::Display for BatchError {
 /// One item refused, by list and position in the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rejection {
-    /// `records` or `cron_check_ins`.
+    /// `partials`, `records` or `cron_check_ins`.
     pub list: &'static str,
     pub index: usize,
     pub reason: String,
@@ -65,6 +83,7 @@ pub struct Rejection {
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub records: Vec<RequestRecord>,
+    pub partials: Vec<Partial>,
     pub check_ins: Vec<CronCheckIn>,
     pub rejected: Vec<Rejection>,
 }
@@ -75,6 +94,8 @@ struct Batch<'a> {
     records: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     cron_check_ins: Option<Vec<&'a RawValue>>,
+    #[serde(borrow, default)]
+    partials: Option<Vec<&'a RawValue>>,
 }
 
 /// Build a batch body from already-serialized record lines (no re-serialization).
@@ -90,6 +111,32 @@ pub fn batch_body<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
     body
 }
 
+/// Bodies carrying `partials`, each at most [`MAX_SEND_BYTES`] (a partial is far smaller:
+/// its strings and lists are bounded), with the number of records each body carries.
+pub fn partials_bodies(partials: &[PartialBucket]) -> Vec<(String, u64)> {
+    let mut bodies = Vec::new();
+    let (mut body, mut records, mut n) = (String::from("{\"partials\":["), 0u64, 0usize);
+    for p in partials {
+        let Ok(json) = serde_json::to_string(p) else { continue };
+        if n > 0 && (body.len() + json.len() + 2 > MAX_SEND_BYTES || n >= MAX_BATCH_PARTIALS) {
+            body.push_str("]}");
+            bodies.push((std::mem::replace(&mut body, String::from("{\"partials\":[")), records));
+            (records, n) = (0, 0);
+        }
+        if n > 0 {
+            body.push(',');
+        }
+        body.push_str(&json);
+        records += p.requests;
+        n += 1;
+    }
+    if n > 0 {
+        body.push_str("]}");
+        bodies.push((body, records));
+    }
+    bodies
+}
+
 /// A batch body carrying only cron check-ins.
 pub fn check_ins_body(check_ins: &[CronCheckIn]) -> String {
     serde_json::json!({ "cron_check_ins": check_ins }).to_string()
@@ -103,11 +150,15 @@ pub fn parse_batch(body: &[u8], shop: &str, now_ms: i64) -> Result<Parsed, Batch
     }
     let text = std::str::from_utf8(body).map_err(|e| BatchError::NotABatch(e.to_string()))?;
     let batch: Batch = serde_json::from_str(text).map_err(|e| BatchError::NotABatch(e.to_string()))?;
-    if batch.records.is_none() && batch.cron_check_ins.is_none() {
-        return Err(BatchError::NotABatch("neither `records` nor `cron_check_ins` is present".into()));
+    if batch.records.is_none() && batch.cron_check_ins.is_none() && batch.partials.is_none() {
+        return Err(BatchError::NotABatch("none of `partials`, `records`, `cron_check_ins` is present".into()));
     }
     let records = batch.records.unwrap_or_default();
     let check_ins = batch.cron_check_ins.unwrap_or_default();
+    let partials = batch.partials.unwrap_or_default();
+    if partials.len() > MAX_BATCH_PARTIALS {
+        return Err(BatchError::TooManyPartials { count: partials.len() });
+    }
     if records.len() > MAX_BATCH_RECORDS {
         return Err(BatchError::TooManyRecords { count: records.len() });
     }
@@ -115,6 +166,16 @@ pub fn parse_batch(body: &[u8], shop: &str, now_ms: i64) -> Result<Parsed, Batch
         return Err(BatchError::TooManyCheckIns { count: check_ins.len() });
     }
     let mut out = Parsed::default();
+    for (index, raw) in partials.iter().enumerate() {
+        let list = "partials";
+        match serde_json::from_str::<PartialBucket>(raw.get()) {
+            Err(e) => out.rejected.push(Rejection { list, index, reason: format!("not a partial bucket: {e}") }),
+            Ok(p) => match p.check(shop) {
+                Ok(p) => out.partials.push(p),
+                Err(reason) => out.rejected.push(Rejection { list, index, reason }),
+            },
+        }
+    }
     for (index, raw) in records.iter().enumerate() {
         let list = "records";
         match serde_json::from_str::<RequestRecord>(raw.get()) {
@@ -225,7 +286,7 @@ mod tests {
     #[test]
     fn whole_batch_errors_are_precise() {
         assert!(matches!(parse_batch(b"[1,2]", "s", NOW), Err(BatchError::NotABatch(_))));
-        assert!(matches!(parse_batch(b"{}", "s", NOW), Err(BatchError::NotABatch(ref e)) if e.contains("neither")));
+        assert!(matches!(parse_batch(b"{}", "s", NOW), Err(BatchError::NotABatch(ref e)) if e.contains("none of")));
         assert!(matches!(parse_batch(&vec![b' '; MAX_INGEST_BYTES + 1], "s", NOW), Err(BatchError::TooLarge { .. })));
         let many = batch_body(std::iter::repeat_n("1", MAX_BATCH_RECORDS + 1));
         assert_eq!(
@@ -238,6 +299,63 @@ mod tests {
             parse_batch(many.as_bytes(), "s", NOW).unwrap_err(),
             BatchError::TooManyCheckIns { count: MAX_BATCH_CHECK_INS + 1 }
         );
+    }
+
+    fn partial(shop: &str, seq: u64) -> PartialBucket {
+        let mut acc = crate::partial::PartialAccumulator::default();
+        let mut r = RequestRecord::start(
+            chrono::Utc.with_ymd_and_hms(2026, 5, 10, 0, 0, 0).unwrap(),
+            "req_0123456789ab".into(),
+            "GET",
+            "/x",
+            "v",
+        );
+        r.shop = Some(shop.into());
+        r.status = 200;
+        acc.fold(&r);
+        acc.take(shop, || format!("iso-{seq}")).remove(0)
+    }
+
+    #[test]
+    fn partials_ride_beside_records_and_bad_ones_are_refused_alone() {
+        let good = serde_json::to_string(&partial("swicked", 1)).unwrap();
+        let foreign = serde_json::to_string(&partial("demo", 2)).unwrap();
+        let mut future = partial("swicked", 3);
+        future.v = 9;
+        let future = serde_json::to_string(&future).unwrap();
+        let body =
+            format!("{{\"partials\":[{good},{foreign},{{\"v\":1}},{future}],\"records\":[{}]}}", line("swicked", 200));
+        let p = parse_batch(body.as_bytes(), "swicked", NOW).unwrap();
+        assert_eq!((p.partials.len(), p.records.len()), (1, 1));
+        assert_eq!(p.partials[0].id, "iso-1");
+        let got: Vec<(&str, usize)> = p.rejected.iter().map(|r| (r.list, r.index)).collect();
+        assert_eq!(got, vec![("partials", 1), ("partials", 2), ("partials", 3)]);
+        assert!(p.rejected[0].reason.contains("shop \"demo\""), "{:?}", p.rejected[0]);
+        assert!(p.rejected[1].reason.starts_with("not a partial bucket"), "{:?}", p.rejected[1]);
+        assert!(p.rejected[2].reason.contains("format v9"), "{:?}", p.rejected[2]);
+        let many = format!("{{\"partials\":[{}]}}", vec!["1"; MAX_BATCH_PARTIALS + 1].join(","));
+        assert_eq!(
+            parse_batch(many.as_bytes(), "swicked", NOW).unwrap_err(),
+            BatchError::TooManyPartials { count: MAX_BATCH_PARTIALS + 1 }
+        );
+    }
+
+    #[test]
+    fn what_an_isolate_sends_is_split_into_bodies_under_the_byte_bound() {
+        let partials: Vec<PartialBucket> = (0..2000).map(|i| partial("swicked", i)).collect();
+        let bodies = partials_bodies(&partials);
+        assert!(bodies.len() > 1);
+        assert_eq!(bodies.iter().map(|(_, n)| n).sum::<u64>(), 2000);
+        let mut seen = 0;
+        for (body, records) in &bodies {
+            assert!(body.len() <= MAX_SEND_BYTES, "{} bytes", body.len());
+            let p = parse_batch(body.as_bytes(), "swicked", NOW).unwrap();
+            assert!(p.rejected.is_empty());
+            assert_eq!(p.partials.len() as u64, *records);
+            seen += p.partials.len();
+        }
+        assert_eq!(seen, 2000);
+        assert!(partials_bodies(&[]).is_empty());
     }
 
     #[test]

@@ -9,25 +9,29 @@
 //!
 //! ```text
 //!  DO load ──── ShopMonitorConfig::from_vars ─► ShopMonitorCore::restore(stored parts, now)
-//!  POST /ingest  parse_batch ─► ingest ─► records: Monitor::ingest + spend ledger
+//!  POST /ingest  parse_batch ─► ingest ─► partials / records: Monitor + spend ledger
 //!                                         check-ins: watchdog / audit watch ─► events ─► outbox
 //!  alarm ─────── tick ─► Monitor::evaluate; the watchdog when due ─► events ─► outbox
 //!                claim_due_deliveries ─► (DO sends) ─► record_deliveries
 //!  cost jobs ─── cost_job;  GET /ai/pause ─ ai_pause;  POST /ai/resume ─ ai_resume
-//!  after each ── dirty_closed_buckets, snapshot(), cron_snapshot() ─► storage (changed only)
+//!  after each ── persist_plan ─► storage (changed parts only) ─► persisted
 //!                next_due_ms ─► the one alarm;  status ─► GET /status (+ the DO's own fields)
 //! ```
 //!
 //! Dashboards (issue 13): the shop's [`History`] (minute and hour rollups, fed by the same
-//! records, finalized by the same alarm) and the fleet board summary it pushes
-//! ([`board_summary`](ShopMonitorCore::board_summary)).
+//! records and partial buckets, finalized by the same alarm; its binary chunks go to the
+//! `history` table, see [`history_chunks`](ShopMonitorCore::history_chunks)) and the
+//! fleet board summary it pushes ([`board_summary`](ShopMonitorCore::board_summary)).
 //!
-//! Stored parts (the DO's schema): each closed bucket (`buckets` table, keyed by `start_ms`),
-//! the history's chunks (`history` table, keyed by kind and index),
-//! the monitor snapshot (`meta` key `snapshot`) and the cron state (`meta` key `cron`). The
-//! snapshot changes with every call that touches the monitor; the cron state only when spend
-//! was counted, a check-in arrived, the watchdog ran, a cost job ran or AI was resumed, so
-//! request traffic alone costs no extra write.
+//! Stored parts (the DO's schema): each closed bucket (`ring` table, a binary row keyed by
+//! `start_ms`; rows of the legacy JSON `buckets` table are read once and written again), the
+//! strings their diagnoses use (`meta` key `strings`), the monitor snapshot (`meta` key
+//! `snapshot`) and the cron state (`meta` key `cron`). Request traffic alone writes a bucket
+//! row when its bucket closes (and once more, smaller, when it leaves the detail window),
+//! with the snapshot beside it (its counters); the snapshot is otherwise written only when
+//! something was decided (an alert state or timer, the outbox, a state change); the cron
+//! state only when spend was counted, a check-in arrived, the watchdog ran, a cost job ran or
+//! AI was resumed.
 
 use serde::Serialize;
 
@@ -41,10 +45,12 @@ use crate::history::series::{HistorySeries, Range};
 use crate::history::{Chunk, ChunkKind, History, R2Sample};
 use crate::ingest::{Parsed, Rejection};
 use crate::monitor::rules::RuleSet;
+use crate::monitor::window::{LegacyBucketSnapshot, StringTable};
 use crate::monitor::{
     cron_dedup_key, BucketKey, BucketSnapshot, Channel, Evaluation, FailOutcome, IngestReport, MarkError, Monitor,
     MonitorConfig, MonitorSnapshot, OutboxEntry, StateChange, Status,
 };
+use crate::partial::Partial;
 
 /// A watchdog evaluation later than this after its due time is logged (`cron_watchdog_lag`).
 pub const LOG_WATCHDOG_LAG_ABOVE_S: u64 = 60;
@@ -89,17 +95,65 @@ impl ShopMonitorConfig {
     }
 }
 
-/// The stored parts, as the Durable Object read them (JSON text).
+/// The stored parts, as the Durable Object read them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoredParts<'a> {
     /// `meta` key `snapshot`.
     pub snapshot: Option<&'a str>,
-    /// `buckets.data`, in `start_ms` order.
+    /// `ring` rows `(start_ms, data)`, in `start_ms` order.
+    pub rows: &'a [(i64, Vec<u8>)],
+    /// `meta` key `strings`: the diagnoses' string table.
+    pub strings: Option<&'a str>,
+    /// Legacy `buckets.data` (JSON), in `start_ms` order: restored and written again as rows.
     pub buckets: &'a [String],
     /// `meta` key `cron`.
     pub cron: Option<&'a str>,
-    /// The `history` table's rows.
+    /// A [`HandOver`] (JSON) the previous wasm instance of this isolate left for this shop
+    /// when a panic reset it: newer than storage, put back over it.
+    pub handed_over: Option<&'a str>,
+    /// The `history` table's rows (the dashboards' rollups).
     pub history: &'a [Chunk],
+}
+
+/// What a monitor had not yet stored when a panic elsewhere in its isolate reset the wasm
+/// instance it lives in (a Worker and its Durable Objects may share one): handed to the
+/// JavaScript entry by the panic hook and put back by the next load of the object, so a
+/// panic costs no record (not even the open bucket's).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct HandOver {
+    pub shop: String,
+    /// Every bucket not stored as it was (the open one included): `(start_ms, base64 row)`.
+    pub rows: Vec<(i64, String)>,
+    /// The whole string table the rows refer to.
+    pub strings: String,
+    /// The monitor snapshot as it was.
+    pub snapshot: String,
+    /// The cron state as it was.
+    pub cron: String,
+}
+
+/// What to write after a call (only what changed), from [`ShopMonitorCore::persist_plan`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PersistPlan {
+    /// `ring` rows to upsert: the key to report back and the binary row.
+    pub rows: Vec<(BucketKey, Vec<u8>)>,
+    /// Delete `ring` rows starting before this (outside the ring).
+    pub delete_before_ms: i64,
+    /// `meta` key `strings`, when it changed.
+    pub strings: Option<String>,
+    /// `meta` key `snapshot`, when it changed.
+    pub snapshot: Option<String>,
+    /// `meta` key `cron`, when it changed.
+    pub cron: Option<String>,
+}
+
+/// What the edge wrote of a [`PersistPlan`] (a part that failed stays to write next time).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Persisted {
+    pub rows: Vec<BucketKey>,
+    pub strings: bool,
+    pub snapshot: bool,
+    pub cron: bool,
 }
 
 /// One log line for the Durable Object to print, as data. [`LogLine::to_line`] gives the JSON
@@ -250,8 +304,12 @@ pub struct ShopMonitorCore {
     cron_config: CronConfig,
     alert_rules_error: Option<String>,
     cron_config_errors: Vec<String>,
-    /// The monitor snapshot changed since it was last stored.
+    /// Something decided changed since the snapshot was last stored.
     snapshot_dirty: bool,
+    /// The decisions' fingerprint as last stored (a tick that decides nothing writes nothing).
+    stored_fingerprint: Option<u64>,
+    /// The fingerprint of the snapshot in the last plan.
+    planned_fingerprint: Option<u64>,
     /// The cron state changed since it was last stored.
     cron_dirty: bool,
     /// The dashboards' rollups (stored as chunks, see `history_chunks`).
@@ -281,6 +339,29 @@ impl ShopMonitorCore {
         if let Some(e) = &config.alert_rules_error {
             lines.push(LogLine::ConfigError { shop: shop.to_string(), var: Some("ALERT_RULES"), error: e.clone() });
         }
+        let handed_over = match stored.handed_over.map(serde_json::from_str::<HandOver>) {
+            Some(Ok(h)) if h.shop == shop => Some(h),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => {
+                lines.push(restore_error(Some("handed_over"), e.to_string(), Some(now_ms)));
+                None
+            }
+            None => None,
+        };
+        let handed_rows: Vec<(i64, Vec<u8>)> = handed_over
+            .as_ref()
+            .map(|h| {
+                use base64::Engine;
+                let b64 = base64::engine::general_purpose::STANDARD;
+                h.rows.iter().filter_map(|(start, row)| Some((*start, b64.decode(row).ok()?))).collect()
+            })
+            .unwrap_or_default();
+        let stored = match &handed_over {
+            Some(h) => {
+                StoredParts { snapshot: Some(&h.snapshot), strings: Some(&h.strings), cron: Some(&h.cron), ..stored }
+            }
+            None => stored,
+        };
         let snapshot = stored.snapshot.and_then(|s| match serde_json::from_str::<MonitorSnapshot>(s) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -288,18 +369,44 @@ impl ShopMonitorCore {
                 None
             }
         });
-        let buckets: Vec<BucketSnapshot> = stored.buckets.iter().filter_map(|b| serde_json::from_str(b).ok()).collect();
         let mut delete_buckets = Vec::new();
-        let monitor = match Monitor::restore(config.monitor.clone(), shop, snapshot, &buckets, now_ms) {
-            Ok((m, report)) => {
-                delete_buckets.extend(report.skipped_buckets.iter().map(|(start_ms, _)| *start_ms));
-                m
-            }
+        let mut monitor = match Monitor::restore(config.monitor.clone(), shop, snapshot, &[], now_ms) {
+            Ok((m, _)) => m,
             Err(e) => {
                 lines.push(restore_error(None, e.to_string(), None));
                 Monitor::new(config.monitor, shop)
             }
         };
+        match stored.strings.map(StringTable::from_stored) {
+            Some(Ok(t)) => monitor.set_strings(t),
+            Some(Err(e)) => lines.push(restore_error(Some("strings"), e.to_string(), Some(now_ms))),
+            None => {}
+        }
+        // Unreadable rows are ignored (retention deletes them); rows that do not fit the ring
+        // (another width, outside it, inconsistent) are listed for deletion.
+        let decode =
+            |(start_ms, data): &(i64, Vec<u8>)| BucketSnapshot::decode(*start_ms, data, monitor.strings()).ok();
+        let handed: Vec<BucketSnapshot> = handed_rows.iter().filter_map(decode).collect();
+        let decoded: Vec<BucketSnapshot> = stored
+            .rows
+            .iter()
+            .filter(|(start_ms, _)| !handed.iter().any(|h| h.start_ms == *start_ms))
+            .filter_map(decode)
+            .collect();
+        for b in &decoded {
+            if monitor.restore_bucket(b, now_ms, false).is_err() {
+                delete_buckets.push(b.start_ms);
+            }
+        }
+        // Handed-over buckets are newer than their rows: put back, to be written.
+        for b in &handed {
+            let _ = monitor.restore_bucket(b, now_ms, true);
+        }
+        for legacy in stored.buckets.iter().filter_map(|b| serde_json::from_str::<LegacyBucketSnapshot>(b).ok()) {
+            if let Ok(b) = legacy.upgrade() {
+                let _ = monitor.restore_bucket(&b, now_ms, true);
+            }
+        }
         for e in &config.cron_errors {
             lines.push(LogLine::ConfigError { shop: shop.to_string(), var: None, error: e.clone() });
         }
@@ -322,6 +429,8 @@ impl ShopMonitorCore {
             alert_rules_error: config.alert_rules_error,
             cron_config_errors: config.cron_errors,
             snapshot_dirty: true,
+            stored_fingerprint: None,
+            planned_fingerprint: None,
             cron_dirty: true,
             history,
             summary_gate: SummaryGate::default(),
@@ -358,25 +467,39 @@ impl ShopMonitorCore {
     /// ledger, check-ins to the watchdog (and an End's results to the audit watch); alert
     /// events they raise are queued in the outbox.
     pub fn ingest(&mut self, batch: Parsed, now_ms: i64) -> IngestOutcome {
-        let Parsed { records, check_ins, rejected } = batch;
+        let Parsed { records, partials, check_ins, rejected } = batch;
         let mut lines = Vec::new();
         if !rejected.is_empty() {
             lines.push(LogLine::MonitorIngestRejected {
                 shop: self.shop().to_string(),
                 rejected: rejected.len(),
-                accepted: records.len(),
+                accepted: records.len() + partials.len() + check_ins.len(),
                 first: rejected.iter().take(REJECTIONS_QUOTED).cloned().collect(),
             });
         }
-        let report = self.monitor.ingest(&records, now_ms);
-        self.snapshot_dirty = true;
+        // The dashboards' history: the records, and the partials the monitor had not seen
+        // (a batch sent again is counted once, as the monitor counts it).
+        let mut fresh = std::collections::HashSet::new();
+        let new_partials: Vec<&Partial> =
+            partials.iter().filter(|p| !self.monitor.seen_partial(&p.id) && fresh.insert(p.id.as_str())).collect();
         for r in &records {
             self.history.add_record(r, now_ms);
         }
-        if !records.is_empty() {
+        for p in &new_partials {
+            self.history.add_partial(p, now_ms);
+        }
+        if !records.is_empty() || !new_partials.is_empty() {
             self.summary_gate.touch();
         }
-        let counted = self.cron.record_spend(&records);
+        let mut report = self.monitor.ingest(&records, now_ms);
+        let folded = self.monitor.ingest_partials(&partials, now_ms);
+        report.accepted += folded.accepted;
+        report.rejected_too_old += folded.rejected_too_old;
+        report.rejected_future += folded.rejected_future;
+        report.rejected_other_shop += folded.rejected_other_shop;
+        report.partials += folded.partials;
+        report.duplicate_partials += folded.duplicate_partials;
+        let counted = self.cron.record_spend(&records) + self.cron.record_partial_spend(&partials);
         let mut effects = Vec::with_capacity(check_ins.len());
         let mut events = Vec::new();
         for ci in &check_ins {
@@ -402,7 +525,12 @@ impl ShopMonitorCore {
     /// separate: [`claim_due_deliveries`](Self::claim_due_deliveries) after storing.
     pub fn tick(&mut self, now_ms: i64) -> TickOutcome {
         let evaluation = self.monitor.evaluate(now_ms);
-        self.snapshot_dirty = true;
+        if !evaluation.changes.is_empty() || !evaluation.notifications.is_empty() {
+            self.snapshot_dirty = true;
+        } else if Some(self.monitor.decisions_fingerprint()) != self.stored_fingerprint {
+            // An alert timer moved without a state change (a resolve hold began, say).
+            self.snapshot_dirty = true;
+        }
         self.history.advance(now_ms);
         self.alerts_changed |= !evaluation.changes.is_empty();
         let mut lines: Vec<LogLine> = evaluation
@@ -463,8 +591,9 @@ impl ShopMonitorCore {
 
     /// Outbox entries due at `now_ms`, leased to the caller (store first, then send).
     pub fn claim_due_deliveries(&mut self, now_ms: i64) -> Vec<OutboxEntry> {
-        self.snapshot_dirty = true;
-        self.monitor.claim_due_deliveries(now_ms)
+        let due = self.monitor.claim_due_deliveries(now_ms);
+        self.snapshot_dirty |= !due.is_empty();
+        due
     }
 
     /// The delivery `id` was sent.
@@ -597,14 +726,58 @@ impl ShopMonitorCore {
 
     // ---- Persistence: what to store, and what was stored. ----
 
-    /// Closed buckets to write (upsert by `start_ms`), then
-    /// [`mark_buckets_persisted`](Self::mark_buckets_persisted) with the keys written.
-    pub fn dirty_closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
-        self.monitor.dirty_closed_buckets(now_ms)
+    /// What to write now (only what changed): closed bucket rows, the string table, the
+    /// snapshot (when something was decided, or beside bucket rows so the counters they moved
+    /// are stored with them), the cron state. Then write it and report with
+    /// [`persisted`](Self::persisted).
+    pub fn persist_plan(&mut self, now_ms: i64) -> PersistPlan {
+        let buckets = self.monitor.dirty_closed_buckets(now_ms);
+        let rows: Vec<(BucketKey, Vec<u8>)> =
+            buckets.iter().map(|b| (b.key(), self.monitor.encode_bucket_row(b))).collect();
+        let strings = self.monitor.strings_to_store();
+        let snapshot = (self.snapshot_dirty || !rows.is_empty()).then(|| {
+            self.planned_fingerprint = Some(self.monitor.decisions_fingerprint());
+            serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default()
+        });
+        let cron = self.cron_dirty.then(|| serde_json::to_string(&self.cron).unwrap_or_default());
+        PersistPlan { rows, delete_before_ms: self.monitor.bucket_retention_start_ms(now_ms), strings, snapshot, cron }
     }
 
-    pub fn mark_buckets_persisted(&mut self, keys: &[BucketKey]) {
-        self.monitor.mark_buckets_persisted(keys);
+    /// Record what the edge wrote of the last plan.
+    pub fn persisted(&mut self, done: &Persisted) {
+        self.monitor.mark_buckets_persisted(&done.rows);
+        if done.strings {
+            self.monitor.mark_strings_stored();
+        }
+        if done.snapshot {
+            self.snapshot_dirty = false;
+            self.stored_fingerprint = self.planned_fingerprint.take();
+        }
+        if done.cron {
+            self.cron_dirty = false;
+        }
+    }
+
+    /// Everything not yet stored, for the next wasm instance of this isolate (see
+    /// [`HandOver`]); as JSON.
+    pub fn hand_over(&mut self) -> String {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let buckets = self.monitor.unpersisted_buckets();
+        let rows = buckets.iter().map(|b| (b.start_ms, b64.encode(self.monitor.encode_bucket_row(b)))).collect();
+        let h = HandOver {
+            shop: self.shop().to_string(),
+            rows,
+            strings: self.monitor.strings_stored_form(),
+            snapshot: serde_json::to_string(&self.monitor.snapshot()).unwrap_or_default(),
+            cron: serde_json::to_string(&self.cron).unwrap_or_default(),
+        };
+        serde_json::to_string(&h).unwrap_or_default()
+    }
+
+    /// Closed buckets not yet written (what [`persist_plan`](Self::persist_plan) encodes).
+    pub fn dirty_closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
+        self.monitor.dirty_closed_buckets(now_ms)
     }
 
     /// Stored buckets starting before this instant are outside the ring: delete them.
@@ -612,24 +785,14 @@ impl ShopMonitorCore {
         self.monitor.bucket_retention_start_ms(now_ms)
     }
 
-    /// The monitor snapshot (`meta` key `snapshot`) when it changed since it was last
-    /// stored; then [`mark_snapshot_persisted`](Self::mark_snapshot_persisted).
-    pub fn snapshot(&self) -> Option<MonitorSnapshot> {
-        self.snapshot_dirty.then(|| self.monitor.snapshot())
+    /// The monitor snapshot as it would be stored.
+    pub fn snapshot(&self) -> MonitorSnapshot {
+        self.monitor.snapshot()
     }
 
-    pub fn mark_snapshot_persisted(&mut self) {
-        self.snapshot_dirty = false;
-    }
-
-    /// The cron state (`meta` key `cron`) when it changed since it was last stored; then
-    /// [`mark_cron_persisted`](Self::mark_cron_persisted).
-    pub fn cron_snapshot(&self) -> Option<&CronPersisted> {
-        self.cron_dirty.then_some(&self.cron)
-    }
-
-    pub fn mark_cron_persisted(&mut self) {
-        self.cron_dirty = false;
+    /// The cron state as it would be stored.
+    pub fn cron_snapshot(&self) -> &CronPersisted {
+        &self.cron
     }
 }
 

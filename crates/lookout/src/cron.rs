@@ -312,7 +312,7 @@ async fn send_check_in(env: &Env, binding: &str, shop: &str, ci: &CronCheckIn) {
         log(serde_json::json!({
             "kind": "cron_check_in_failed", "shop": shop, "cron": ci.cron, "run_id": ci.run_id,
             "type": if matches!(ci.kind, CheckInKind::Start) { "start" } else { "end" },
-            "error": scrub_text(&e),
+            "status": e.status, "attempts": e.attempts, "error": scrub_text(&e.error),
         }));
     }
 }

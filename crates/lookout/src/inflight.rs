@@ -2,8 +2,14 @@
 //! request and every cron run in flight is kept in one registry; the panic hook makes each
 //! write its line and hand what must still be sent (the request's record, the run's End
 //! check-in) to the JavaScript entry (`js/entry.mjs`), which answers 500 with the request id
-//! and sends it. The one being polled when the panic hit is reported as `Panic`, the others
-//! as `AbortedByPanic`. The panic message is never logged (it may hold data); its location is.
+//! and sends it. Then it hands over the records of finished requests this isolate had not yet
+//! sent (the pending partial buckets of every shop, `forward::hand_over_on_panic`), and every
+//! shop monitor loaded in this instance hands over what it had not stored
+//! (`shop_monitor::hand_over_on_panic`: a Worker and its Durable Objects may share the wasm
+//! instance, locally they always do), so a panic loses no other request's record. The one
+//! being polled when the panic hit is reported as
+//! `Panic`, the others as `AbortedByPanic`. The panic message is never logged (it may hold
+//! data); its location is.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -94,6 +100,8 @@ fn ensure_hook() {
         for (id, entry) in all {
             entry.report_panic(Some(id) == current, &location);
         }
+        crate::forward::hand_over_on_panic();
+        crate::shop_monitor::hand_over_on_panic();
         flag_critical_error();
     }));
 }

@@ -289,9 +289,9 @@ where
     drop(registration);
     let line = state.finish(response.status_code(), mono_ms());
     console_log!("{line}");
-    let shop = state.record.borrow().shop.clone();
-    if let Some(shop) = shop {
-        forward::enqueue(ctx, &monitor_env, &settings, &shop, line);
+    let record = state.record.borrow();
+    if let Some(shop) = &record.shop {
+        forward::enqueue(ctx, &monitor_env, &settings, shop, &record);
     }
     Ok(response)
 }

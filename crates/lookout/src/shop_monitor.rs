@@ -4,32 +4,45 @@
 //! changed and the log lines this object prints. Reachable only through the `SHOP_MONITOR`
 //! binding (the public router never forwards to it).
 //!
-//! Storage: `buckets(start_ms, data)` holds each closed bucket once it closes; `meta` holds
-//! the shop (`shop`), the monitor snapshot (`snapshot`: alerts, outbox, recent changes) and
-//! the cron state (`cron`: the watchdog, audit watch, cost watches, spend ledger), each
-//! written when the core says it changed. What an eviction or a restart can lose: records of
-//! the bucket still open (at most `bucket_s` seconds of traffic).
+//! Storage: `ring(start_ms, data)` holds each closed bucket as a binary row once it closes
+//! (digests and diagnosis only within the detail window; rewritten smaller when it leaves
+//! it); `meta` holds the shop (`shop`), the strings the rows' diagnoses refer to (`strings`),
+//! the monitor snapshot (`snapshot`: alerts, outbox, recent changes, counters) and the cron
+//! state (`cron`: the watchdog, audit watch, cost watches, spend ledger), each written when
+//! the core says it changed. Rows of the former JSON table `buckets` are read once, written
+//! as `ring` rows and the table dropped. What an eviction or a restart can lose: records of
+//! the bucket still open (at most `bucket_s` seconds of traffic) and the counters they moved.
 //!
-//! Routes (the binding's only; `?shop=` on each): `POST /ingest` (records and cron
-//! check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`, `POST /cron/twilio-summary`,
-//! `POST /cron/ai-check`; for the dashboards `GET /history/{24h|30d}`, `POST /r2/sample`,
-//! and (`ENVIRONMENT=test` only) `POST /history/synthesize/{rps}`. Cron and business alerts
-//! go through the monitor's outbox. The one alarm wakes at the core's `next_due_ms` (the
-//! earliest of the monitor's, the watchdog's and the history's); after it, the shop's
-//! summary goes to the fleet board when the core says it is due. One instance, named
-//! `fleet_board::BOARD_OBJECT`, holds the fleet board instead (interim, see fleet_board.rs).
+//! Routes (the binding's only; `?shop=` on each): `POST /ingest` (partial buckets, records
+//! and cron check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`,
+//! `POST /cron/twilio-summary`, `POST /cron/ai-check`; for the dashboards
+//! `GET /history/{24h|30d}`, `POST /r2/sample` and (`ENVIRONMENT=test` only)
+//! `POST /history/synthesize/{rps}`. Cron and business alerts go through the monitor's
+//! outbox. The one alarm wakes at the core's `next_due_ms` (the earliest of the monitor's,
+//! the watchdog's and the history's); after it, the shop's summary goes to the fleet board
+//! when the core says it is due. One instance, named `fleet_board::BOARD_OBJECT`, holds the
+//! fleet board instead (interim, see fleet_board.rs).
 //!
 //! History (issue 13): `history(kind, idx, data BLOB)` holds the rollups' binary chunks,
 //! written when a minute or an hour is finalized (at most once a minute).
+//!
+//! With `ENVIRONMENT=test` two vars inject faults for the end-to-end tests (ignored
+//! elsewhere): `MONITOR_TEST_INGEST_STATUS` (ingest answers that status without reading the
+//! batch) and `MONITOR_TEST_STALL_MS` (every route waits that long first). Each injection is
+//! logged as `monitor_test_fault`.
 
 use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
 
+use worker::wasm_bindgen::prelude::*;
 use worker::{console_log, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use lookout_core::cron::ResumeError;
 use lookout_core::ingest::{parse_batch, BatchError, MAX_INGEST_BYTES};
 use lookout_core::shop::is_slug;
-use lookout_core::shop_monitor::{CostJob, LogLine, ShopMonitorConfig, ShopMonitorCore, ShopVars, StoredParts};
+use lookout_core::shop_monitor::{
+    CostJob, LogLine, Persisted, ShopMonitorConfig, ShopMonitorCore, ShopVars, StoredParts,
+};
 
 use lookout_core::history::series::Range;
 use lookout_core::history::{Chunk, ChunkKind, R2Sample};
@@ -39,6 +52,40 @@ use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
     worker::js_sys::Date::now() as i64
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// Defined by `js/entry.mjs`: keep what a monitor had not stored when a panic resets the
+    /// wasm instance (its Worker and Durable Objects may share one).
+    #[wasm_bindgen(js_namespace = globalThis, js_name = __lookout_on_panic_monitor, catch)]
+    fn on_panic_monitor(shop: &str, state: &str) -> std::result::Result<(), JsValue>;
+    /// Defined by `js/entry.mjs`: what a previous instance handed over for `shop`, once.
+    #[wasm_bindgen(js_namespace = globalThis, js_name = __lookout_take_monitor_handover, catch)]
+    fn take_monitor_handover(shop: &str) -> std::result::Result<JsValue, JsValue>;
+}
+
+type SharedCore = Rc<RefCell<Option<ShopMonitorCore>>>;
+
+thread_local! {
+    /// The monitors loaded in this wasm instance, for the panic hook.
+    static LIVE: RefCell<Vec<Weak<RefCell<Option<ShopMonitorCore>>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by the panic hook (inflight.rs): every loaded monitor hands what it has not stored
+/// (the open bucket, counters, cron state) to the JavaScript entry, which keeps it for the
+/// object's next load in the fresh instance. A monitor whose state is being changed right now
+/// (the panic hit inside it) cannot; its unstored part is lost, as on an eviction.
+pub(crate) fn hand_over_on_panic() {
+    let live: Vec<SharedCore> =
+        LIVE.with(|l| l.try_borrow().map(|l| l.iter().filter_map(Weak::upgrade).collect())).unwrap_or_default();
+    for core in live {
+        let Ok(mut guard) = core.try_borrow_mut() else { continue };
+        if let Some(core) = guard.as_mut() {
+            let state = core.hand_over();
+            let _ = on_panic_monitor(core.shop(), &state);
+        }
+    }
 }
 
 fn log(value: serde_json::Value) {
@@ -56,21 +103,49 @@ fn print(lines: &[LogLine]) {
 pub struct ShopMonitor {
     state: State,
     env: Env,
-    /// The monitor and the cron side, loaded from storage on first use.
-    core: RefCell<Option<ShopMonitorCore>>,
+    /// The monitor and the cron side, loaded from storage on first use (shared with the panic
+    /// hook's registry).
+    core: SharedCore,
     /// The alarm time this object armed, as far as it knows.
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
     last_alarm_lag_ms: Cell<Option<i64>>,
     /// The fleet board, in the one instance that holds it (interim, see fleet_board.rs).
     board: BoardHost,
+    /// SQLite rows this instance wrote and read since it started (what storage is billed by).
+    rows_written: Cell<u64>,
+    rows_read: Cell<u64>,
+    /// The legacy `buckets` table still exists (drop it once its rows are written as rows).
+    legacy_table: Cell<bool>,
+    /// Test-only faults (`ENVIRONMENT=test`): ingest status, stall.
+    faults: Faults,
+}
+
+/// Faults the end-to-end tests inject (only with `ENVIRONMENT=test`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Faults {
+    ingest_status: Option<u16>,
+    stall_ms: Option<u64>,
+}
+
+impl Faults {
+    fn from_env(env: &Env) -> Faults {
+        if settings::var(env, "ENVIRONMENT").as_deref() != Some("test") {
+            return Faults::default();
+        }
+        let num = |n: &str| settings::var(env, n).and_then(|v| v.trim().parse::<u64>().ok());
+        Faults {
+            ingest_status: num("MONITOR_TEST_INGEST_STATUS").and_then(|s| u16::try_from(s).ok()),
+            stall_ms: num("MONITOR_TEST_STALL_MS"),
+        }
+    }
 }
 
 impl DurableObject for ShopMonitor {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         for ddl in [
-            "CREATE TABLE IF NOT EXISTS buckets (start_ms INTEGER PRIMARY KEY, data TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS ring (start_ms INTEGER PRIMARY KEY, data BLOB NOT NULL)",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
             "CREATE TABLE IF NOT EXISTS history (kind INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, \
              PRIMARY KEY (kind, idx))",
@@ -79,13 +154,23 @@ impl DurableObject for ShopMonitor {
                 log(serde_json::json!({"kind": "monitor_storage_error", "error": e.to_string()}));
             }
         }
+        let core: SharedCore = Rc::new(RefCell::new(None));
+        LIVE.with(|l| {
+            let mut l = l.borrow_mut();
+            l.retain(|w| w.strong_count() > 0);
+            l.push(Rc::downgrade(&core));
+        });
         ShopMonitor {
             state,
-            env,
-            core: RefCell::new(None),
+            core,
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
             board: BoardHost::default(),
+            rows_written: Cell::new(0),
+            rows_read: Cell::new(0),
+            legacy_table: Cell::new(false),
+            faults: Faults::from_env(&env),
+            env,
         }
     }
 
@@ -98,10 +183,20 @@ impl DurableObject for ShopMonitor {
         if !is_slug(&shop) {
             return Response::error("monitor: missing or invalid shop", 400);
         }
+        if let Some(ms) = self.faults.stall_ms {
+            log(serde_json::json!({"kind": "monitor_test_fault", "shop": shop, "path": url.path(), "stall_ms": ms}));
+            worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+        }
         let now = now_ms();
         self.ensure_loaded(&shop, now).await?;
         match (req.method(), url.path()) {
             (worker::Method::Post, "/ingest") => {
+                if let Some(status) = self.faults.ingest_status {
+                    log(
+                        serde_json::json!({"kind": "monitor_test_fault", "shop": shop, "path": "/ingest", "status": status}),
+                    );
+                    return Response::error("monitor: test fault", status);
+                }
                 let body = req.bytes().await?;
                 self.ingest(&shop, &body, now).await
             }
@@ -141,6 +236,15 @@ impl DurableObject for ShopMonitor {
     }
 }
 
+/// `ring` rows `(start_ms, data)` and legacy JSON rows.
+type StoredRows = (Vec<(i64, Vec<u8>)>, Vec<String>);
+
+/// Whether closed buckets wait to be written (legacy rows among them): keep the legacy table
+/// until they are.
+fn core_has_unwritten_legacy(core: &ShopMonitorCore, now: i64) -> bool {
+    !core.dirty_closed_buckets(now).is_empty()
+}
+
 impl ShopMonitor {
     fn sql(&self) -> worker::SqlStorage {
         self.state.storage().sql()
@@ -151,14 +255,53 @@ impl ShopMonitor {
         struct Row {
             value: String,
         }
-        let rows: Vec<Row> =
-            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?.to_array().ok()?;
+        let cursor = self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?;
+        let rows: Vec<Row> = cursor.to_array().ok()?;
+        self.count(&cursor);
         rows.into_iter().next().map(|r| r.value)
     }
 
     fn meta_put(&self, key: &str, value: &str) -> Result<()> {
-        self.sql().exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", vec![key.into(), value.into()])?;
+        self.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", vec![key.into(), value.into()])
+    }
+
+    /// Run a statement, counting the rows it wrote.
+    fn exec(&self, query: &str, bindings: Vec<worker::SqlStorageValue>) -> Result<()> {
+        let cursor = self.sql().exec(query, bindings)?;
+        // Drain the cursor so the counts are final.
+        for _ in cursor.raw() {}
+        self.count(&cursor);
         Ok(())
+    }
+
+    fn count(&self, cursor: &worker::SqlCursor) {
+        self.rows_written.set(self.rows_written.get() + cursor.rows_written() as u64);
+        self.rows_read.set(self.rows_read.get() + cursor.rows_read() as u64);
+    }
+
+    /// The stored bucket rows (`ring`), and the legacy JSON rows (`buckets`) when that table
+    /// still exists.
+    fn stored_rows(&self) -> Result<StoredRows> {
+        use worker::SqlStorageValue as V;
+        let cursor = self.sql().exec("SELECT start_ms, data FROM ring ORDER BY start_ms", None)?;
+        let mut rows = Vec::new();
+        for row in cursor.raw() {
+            if let [V::Integer(start_ms), V::Blob(data)] = row?.as_slice() {
+                rows.push((*start_ms, data.clone()));
+            }
+        }
+        self.count(&cursor);
+        let mut legacy = Vec::new();
+        if let Ok(cursor) = self.sql().exec("SELECT data FROM buckets ORDER BY start_ms", None) {
+            self.legacy_table.set(true);
+            for row in cursor.raw().flatten() {
+                if let [V::String(data)] = row.as_slice() {
+                    legacy.push(data.clone());
+                }
+            }
+            self.count(&cursor);
+        }
+        Ok((rows, legacy))
     }
 
     fn stored_shop(&self) -> Option<String> {
@@ -181,20 +324,26 @@ impl ShopMonitor {
             ai_monthly_cap_micros: ai_cap.as_deref(),
         };
         let config = ShopMonitorConfig::from_vars(vars, deliver::configured_channels(&self.env));
-        #[derive(serde::Deserialize)]
-        struct Row {
-            data: String,
-        }
-        let rows: Vec<Row> = self.sql().exec("SELECT data FROM buckets ORDER BY start_ms", None)?.to_array()?;
-        let buckets: Vec<String> = rows.into_iter().map(|r| r.data).collect();
-        let (snapshot, cron) = (self.meta_get("snapshot"), self.meta_get("cron"));
+        let (rows, legacy) = self.stored_rows()?;
+        let (snapshot, cron, strings) = (self.meta_get("snapshot"), self.meta_get("cron"), self.meta_get("strings"));
         let history = self.history_rows();
-        let stored =
-            StoredParts { snapshot: snapshot.as_deref(), buckets: &buckets, cron: cron.as_deref(), history: &history };
+        let handed_over = take_monitor_handover(shop).ok().and_then(|v| v.as_string());
+        let stored = StoredParts {
+            snapshot: snapshot.as_deref(),
+            rows: &rows,
+            strings: strings.as_deref(),
+            buckets: &legacy,
+            cron: cron.as_deref(),
+            handed_over: handed_over.as_deref(),
+            history: &history,
+        };
         let (core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
         print(&outcome.lines);
+        if let Some(h) = &handed_over {
+            log(serde_json::json!({"kind": "monitor_resumed_after_panic", "shop": shop, "bytes": h.len()}));
+        }
         for start_ms in outcome.delete_buckets {
-            let _ = self.sql().exec("DELETE FROM buckets WHERE start_ms = ?", vec![start_ms.into()]);
+            let _ = self.exec("DELETE FROM ring WHERE start_ms = ?", vec![start_ms.into()]);
         }
         self.meta_put("shop", shop)?;
         self.armed_at.set(self.state.storage().get_alarm().await.ok().flatten());
@@ -326,6 +475,8 @@ impl ShopMonitor {
             obj.insert("alarm_armed_at_ms".into(), serde_json::json!(self.armed_at.get()));
             obj.insert("last_alarm_lag_ms".into(), serde_json::json!(self.last_alarm_lag_ms.get()));
             obj.insert("storage_bytes".into(), serde_json::json!(self.sql().database_size()));
+            obj.insert("storage_rows_written".into(), serde_json::json!(self.rows_written.get()));
+            obj.insert("storage_rows_read".into(), serde_json::json!(self.rows_read.get()));
         }
         Response::from_json(&v)
     }
@@ -366,64 +517,66 @@ impl ShopMonitor {
         }
     }
 
-    /// Write what the core says changed: closed buckets (and drop those out of the ring), the
-    /// snapshot, the cron state. Storage errors are logged, not thrown; a part that failed
-    /// stays changed and is written next time.
+    /// Write what the core says changed: closed bucket rows (and drop those out of the ring),
+    /// the string table, the snapshot, the cron state. Storage errors are logged, not thrown;
+    /// a part that failed stays changed and is written next time.
     fn persist(&self, now: i64) {
         let mut guard = self.core.borrow_mut();
         let Some(core) = guard.as_mut() else { return };
-        let sql = self.sql();
-        let mut written = Vec::new();
-        for b in core.dirty_closed_buckets(now) {
-            let Ok(data) = serde_json::to_string(&b) else { continue };
-            match sql.exec(
-                "INSERT OR REPLACE INTO buckets (start_ms, data) VALUES (?, ?)",
-                vec![b.start_ms.into(), data.into()],
-            ) {
-                Ok(_) => written.push(b.key()),
-                Err(e) => log(
-                    serde_json::json!({"kind": "monitor_storage_error", "shop": core.shop(), "error": e.to_string()}),
-                ),
+        let plan = core.persist_plan(now);
+        let mut done = Persisted::default();
+        let failed = |part: &str, e: worker::Error| {
+            log(
+                serde_json::json!({"kind": "monitor_storage_error", "shop": core.shop(), "part": part, "error": e.to_string()}),
+            )
+        };
+        for (key, row) in plan.rows {
+            let bindings = vec![key.start_ms.into(), worker::SqlStorageValue::Blob(row)];
+            match self.exec("INSERT OR REPLACE INTO ring (start_ms, data) VALUES (?, ?)", bindings) {
+                Ok(()) => done.rows.push(key),
+                Err(e) => failed("ring", e),
             }
         }
-        core.mark_buckets_persisted(&written);
-        let _ = sql.exec("DELETE FROM buckets WHERE start_ms < ?", vec![core.bucket_retention_start_ms(now).into()]);
-        if let Some(snap) = core.snapshot().and_then(|s| serde_json::to_string(&s).ok()) {
-            match self.meta_put("snapshot", &snap) {
-                Ok(()) => core.mark_snapshot_persisted(),
-                Err(e) => log(
-                    serde_json::json!({"kind": "monitor_storage_error", "shop": core.shop(), "error": e.to_string()}),
-                ),
+        if let Err(e) = self.exec("DELETE FROM ring WHERE start_ms < ?", vec![plan.delete_before_ms.into()]) {
+            failed("ring", e);
+        }
+        for (key, value, flag) in [
+            ("strings", plan.strings, &mut done.strings),
+            ("snapshot", plan.snapshot, &mut done.snapshot),
+            ("cron", plan.cron, &mut done.cron),
+        ] {
+            if let Some(value) = value {
+                match self.meta_put(key, &value) {
+                    Ok(()) => *flag = true,
+                    Err(e) => failed(key, e),
+                }
             }
         }
+        // The dashboards' history chunks (issue 13).
         let mut history_written = Vec::new();
         for c in core.history_chunks() {
-            match sql.exec(
-                "INSERT OR REPLACE INTO history (kind, idx, data) VALUES (?, ?, ?)",
-                vec![c.kind.code().into(), c.idx.into(), c.data.into()],
-            ) {
-                Ok(_) => history_written.push((c.kind, c.idx)),
-                Err(e) => log(
-                    serde_json::json!({"kind": "monitor_storage_error", "part": "history", "shop": core.shop(), "error": e.to_string()}),
-                ),
+            let bindings = vec![c.kind.code().into(), c.idx.into(), worker::SqlStorageValue::Blob(c.data)];
+            match self.exec("INSERT OR REPLACE INTO history (kind, idx, data) VALUES (?, ?, ?)", bindings) {
+                Ok(()) => history_written.push((c.kind, c.idx)),
+                Err(e) => failed("history", e),
             }
         }
         if !history_written.is_empty() {
-            core.mark_history_persisted(&history_written);
             for kind in [ChunkKind::Minutes, ChunkKind::Hours] {
-                let _ = sql.exec(
-                    "DELETE FROM history WHERE kind = ? AND idx < ?",
-                    vec![kind.code().into(), core.history_retention_idx(kind, now).into()],
-                );
-            }
-        }
-        if let Some(cron) = core.cron_snapshot().and_then(|c| serde_json::to_string(c).ok()) {
-            match self.meta_put("cron", &cron) {
-                Ok(()) => core.mark_cron_persisted(),
-                Err(e) => {
-                    log(serde_json::json!({"kind": "monitor_storage_error", "part": "cron", "error": e.to_string()}))
+                let bindings = vec![kind.code().into(), core.history_retention_idx(kind, now).into()];
+                if let Err(e) = self.exec("DELETE FROM history WHERE kind = ? AND idx < ?", bindings) {
+                    failed("history", e);
                 }
             }
+        }
+        core.persisted(&done);
+        core.mark_history_persisted(&history_written);
+        // The legacy table's rows are rows of `ring` now.
+        if self.legacy_table.get()
+            && !core_has_unwritten_legacy(core, now)
+            && self.exec("DROP TABLE IF EXISTS buckets", vec![]).is_ok()
+        {
+            self.legacy_table.set(false);
         }
     }
 

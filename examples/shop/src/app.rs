@@ -265,7 +265,8 @@ struct Fault {
 /// Test-only routes: a chosen status after a chosen delay, a returned `Err`, a panic.
 async fn test_routes(req: Request, segs: &[&str]) -> AppResult {
     match segs {
-        ["fault"] => {
+        // `/__test/fault/<anything>`: the same, under any path (long URLs in the tests).
+        ["fault", ..] => {
             let q: Fault = req.query().map_err(|_| AppError::bad_request("status and delay_ms are integers"))?;
             let delay = q.delay_ms.unwrap_or(0).min(30_000);
             if delay > 0 {

@@ -24,6 +24,7 @@ use super::watchdog::{CheckInEffect, CronStatus, Outcome};
 use super::CronPersisted;
 use crate::audit::AuditChainWatch;
 use crate::monitor::time::{rfc3339_ms, rfc3339_opt};
+use crate::partial::Partial;
 use crate::record::RequestRecord;
 
 /// What the cron side runs with, from vars.
@@ -97,6 +98,17 @@ impl CronPersisted {
         let mut counted = 0;
         for r in records {
             let effect = self.spend.add(&r.request_id, r.ts.timestamp_millis(), r.cost_micros);
+            counted += u32::from(effect == super::spend::SpendEffect::Counted);
+        }
+        counted
+    }
+
+    /// Count the spend of partial buckets (each at its slot's time, once per partial id: a
+    /// slot never straddles a week or a month).
+    pub fn record_partial_spend(&mut self, partials: &[Partial]) -> u32 {
+        let mut counted = 0;
+        for p in partials {
+            let effect = self.spend.add(&p.id, p.start_ms, p.cost_micros);
             counted += u32::from(effect == super::spend::SpendEffect::Counted);
         }
         counted

@@ -4,7 +4,8 @@
 //! compact binary chunks the Durable Object stores. No thresholds (monitor/) and no I/O.
 //!
 //! ```text
-//!  records ─► add_record ─► open minute (counts, two digests, error classes)
+//!  records ─► add_record ─┐
+//!  partial buckets ─► add_partial ─► open minute (counts, two digests, error classes)
 //!  advance(now): a minute SETTLE_MS past its end ─► its slot (p50/p95 of its digests,
 //!                top classes) and its digests merged into its open hour
 //!                an hour SETTLE_MS past its end ─► its slot: p50/p95 of the merged minute
@@ -32,7 +33,9 @@ use serde::Serialize;
 pub use codec::DecodeError;
 use codec::{Reader, Writer};
 
+use crate::monitor::diagnosis::error_label;
 use crate::monitor::digest::{merge, quantile, DigestSnapshot, LatencyDigest};
+use crate::partial::Partial;
 use crate::record::RequestRecord;
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -155,13 +158,14 @@ pub struct Sample<'a> {
 }
 
 impl<'a> Sample<'a> {
-    pub fn of(r: &'a RequestRecord) -> Sample<'a> {
+    /// A record's sample; `label` is its error label (see [`Self::label`]).
+    pub fn of(r: &'a RequestRecord, label: Option<&'a str>) -> Sample<'a> {
         Sample {
             ts_ms: r.ts.timestamp_millis(),
             status: r.status,
             ms: r.ms,
             d1_ms: r.d1_slowest.as_ref().map(|q| q.ms),
-            error_class: r.error_class.as_deref(),
+            error_class: label,
             twilio_micros: r.cost_micros.twilio,
             claude_micros: r.cost_micros.claude,
         }
@@ -347,9 +351,62 @@ impl History {
         Added::Late
     }
 
-    /// Count a record as of `now_ms`.
+    /// Count a record as of `now_ms`. Its error class is the monitor's label (its class, or
+    /// `HTTP <status>` for a 5xx without one), as in partial buckets' diagnoses.
     pub fn add_record(&mut self, r: &RequestRecord, now_ms: i64) -> Added {
-        self.add(Sample::of(r), now_ms)
+        let label = error_label(r);
+        self.add(Sample::of(r, label.as_deref()), now_ms)
+    }
+
+    /// Count a partial bucket (one isolate's records of one second) as of `now_ms`: into its
+    /// open minute (digests merged), or, when that minute is already finalized, its counts
+    /// into the finalized slots (latencies not).
+    pub fn add_partial(&mut self, p: &Partial, now_ms: i64) -> Added {
+        if p.start_ms > now_ms.saturating_add(MAX_FUTURE_MS) || p.start_ms < self.hour_retention_start_ms(now_ms) {
+            self.counters.dropped_samples += p.requests;
+            return Added::Dropped;
+        }
+        let counts = SlotCounts {
+            requests: p.requests,
+            errors_5xx: p.errors_5xx,
+            d1_samples: p.d1_ms.count(),
+            twilio_micros: p.cost_micros.twilio,
+            claude_micros: p.cost_micros.claude,
+        };
+        let classes: Vec<(u16, u64)> =
+            p.diagnosis.errors.iter().filter(|e| e.count > 0).map(|e| (self.class_id(&e.class), e.count)).collect();
+        let m = minute_of(p.start_ms);
+        if !Self::minute_final(m, now_ms) {
+            let open = self.open_minutes.entry(m).or_default();
+            open.counts.add(&counts);
+            open.request_ms = merged(&open.request_ms, &p.request_ms);
+            open.d1_ms = merged(&open.d1_ms, &p.d1_ms);
+            open.add_classes(classes);
+            return Added::Open;
+        }
+        self.counters.late_samples += p.requests;
+        self.open_dirty = true;
+        let h = minute_hour(m);
+        if m >= self.minute_retention_start(now_ms) {
+            let slot = self.minutes.entry(m).or_default();
+            slot.counts.add(&counts);
+            for &(c, n) in &classes {
+                add_top_class_n(&mut slot.classes, c, n, TOP_CLASSES_MINUTE);
+            }
+            self.dirty_minute_chunks.insert(h);
+        }
+        if let Some(open) = self.open_hours.get_mut(&h) {
+            open.counts.add(&counts);
+            open.add_classes(classes);
+        } else {
+            let slot = self.hours.entry(h).or_default();
+            slot.counts.add(&counts);
+            for &(c, n) in &classes {
+                add_top_class_n(&mut slot.classes, c, n, TOP_CLASSES_HOUR);
+            }
+            self.dirty_hour_chunks.insert(hour_day(h));
+        }
+        Added::Late
     }
 
     /// Keep an R2 storage sample (the daily job's); the oldest go past [`MAX_R2_SAMPLES`].

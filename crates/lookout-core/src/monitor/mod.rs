@@ -29,6 +29,7 @@
 //!    now_ms)` queues each event for every channel like a rule's notification (external.rs).
 
 pub mod alert;
+pub mod diagnosis;
 pub mod digest;
 pub mod external;
 #[allow(clippy::module_inception)]

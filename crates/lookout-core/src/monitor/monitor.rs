@@ -3,23 +3,31 @@
 //! in status.rs; storage and HTTP are the edge's (the Durable Object only stores and forwards).
 //!
 //! What is persisted and what can be lost: closed buckets (one row each, from
-//! [`Monitor::dirty_closed_buckets`]) and the [`MonitorSnapshot`] (alerts, outbox, recent
-//! changes, counters). The open bucket lives in memory only, so eviction loses at most the
-//! records of the current bucket (and of a closed one not yet written).
+//! [`Monitor::dirty_closed_buckets`], binary, digests and diagnosis only within the detail
+//! window), the strings their diagnoses use, and the [`MonitorSnapshot`] (alerts, outbox,
+//! recent changes, counters). The open bucket lives in memory only, so eviction loses at most
+//! the records of the current bucket (and of a closed one not yet written), with the counters
+//! and recent request ids they moved.
+//!
+//! Records arrive one by one ([`Monitor::ingest`]) or folded by an isolate into partial
+//! buckets ([`Monitor::ingest_partials`]); a partial seen before (a batch sent again) is
+//! counted once.
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
 use super::alert::{Alert, StateChange};
+use super::diagnosis::Diagnosis;
 use super::notify::{needs_update, record_decision, Notification, NotifyContext};
 use super::outbox::{Channel, FailOutcome, MarkError, Outbox, OutboxEntry};
 use super::recent::RecentIds;
 use super::rules::{Observation, RuleId, RuleSet, RulesConfigError};
 use super::time::s_to_ms;
-use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason, Window};
+use super::window::{BucketKey, BucketRestoreError, BucketSnapshot, RejectReason, StringTable, Window};
 use crate::alerting::AlertState;
 use crate::cron::CronAlertEvent;
+use crate::partial::Partial;
 use crate::record::RequestRecord;
 
 /// Version of [`MonitorSnapshot`]'s layout.
@@ -28,6 +36,9 @@ pub const SNAPSHOT_FORMAT: u32 = 1;
 pub const MAX_CHANGES: usize = 50;
 /// Build versions longer than this are cut.
 const MAX_BUILD_VERSION_CHARS: usize = 64;
+/// Partial ids remembered to count a partial sent twice once (in memory: a batch is sent
+/// again within a second or so).
+const REMEMBERED_PARTIALS: usize = 512;
 
 /// What a monitor runs with: the rules (from `ALERT_RULES`) and the configured channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +70,12 @@ pub struct Counters {
     /// the edge coalesces. Absent from snapshots written before it existed.
     #[serde(default)]
     pub ingest_calls: u64,
+    /// Partial buckets taken (their records are in `accepted_records`).
+    #[serde(default)]
+    pub partials: u64,
+    /// Partial buckets received again (a retried batch) and not counted twice.
+    #[serde(default)]
+    pub duplicate_partials: u64,
 }
 
 impl Counters {
@@ -68,13 +85,29 @@ impl Counters {
     }
 }
 
-/// What one `ingest` call did.
+/// What one `ingest` call did (records, whether sent alone or folded into partials).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct IngestReport {
-    pub accepted: u32,
-    pub rejected_too_old: u32,
-    pub rejected_future: u32,
-    pub rejected_other_shop: u32,
+    pub accepted: u64,
+    pub rejected_too_old: u64,
+    pub rejected_future: u64,
+    pub rejected_other_shop: u64,
+    /// Partial buckets taken.
+    pub partials: u64,
+    /// Partial buckets seen before, skipped.
+    pub duplicate_partials: u64,
+}
+
+impl IngestReport {
+    fn count(&mut self, outcome: Result<(), RejectReason>, records: u64) {
+        let slot = match outcome {
+            Ok(()) => &mut self.accepted,
+            Err(RejectReason::TooOld) => &mut self.rejected_too_old,
+            Err(RejectReason::TooFarInFuture) => &mut self.rejected_future,
+            Err(RejectReason::OtherShop) => &mut self.rejected_other_shop,
+        };
+        *slot += records;
+    }
 }
 
 /// What one `evaluate` call did. The notifications are already queued in the outbox (once
@@ -154,6 +187,9 @@ pub struct Monitor {
     pub(super) last_eval_ms: Option<i64>,
     pub(super) ingested_since_eval: bool,
     pub(super) counters: Counters,
+    /// Ids of the partials taken lately (order, and a set to look them up).
+    pub(super) recent_partials: VecDeque<String>,
+    pub(super) recent_partial_ids: std::collections::HashSet<String>,
 }
 
 impl Monitor {
@@ -161,7 +197,7 @@ impl Monitor {
     pub fn new(config: MonitorConfig, shop: &str) -> Monitor {
         let rules = &config.rules;
         Monitor {
-            window: Window::new(rules.bucket_s, rules.ring_buckets()),
+            window: Window::with_detail(rules.bucket_s, rules.ring_buckets(), rules.detail_buckets()),
             alerts: rules.rules.iter().map(|r| Alert::new(r.id)).collect(),
             config,
             shop: shop.to_string(),
@@ -172,6 +208,8 @@ impl Monitor {
             last_eval_ms: None,
             ingested_since_eval: false,
             counters: Counters::default(),
+            recent_partials: VecDeque::new(),
+            recent_partial_ids: std::collections::HashSet::new(),
         }
     }
 
@@ -196,6 +234,17 @@ impl Monitor {
         &self.counters
     }
 
+    /// The window ring (counts, digests, diagnoses).
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    /// Error classes, slowest routes and D1 signatures over the last `window_s` as of
+    /// `now_ms` (a rule's window: see [`Window::diagnosis`]).
+    pub fn diagnosis(&self, window_s: u32, now_ms: i64) -> Diagnosis {
+        self.window.diagnosis(window_s, now_ms)
+    }
+
     /// Count a batch of records as of `now_ms`. Records of another shop, older than the ring
     /// or more than 60 s ahead are rejected and counted; the rest are in the window at once.
     /// A record without a shop is taken as this shop's (the edge routed it here).
@@ -207,24 +256,79 @@ impl Monitor {
         let (slow_request_ms, slow_d1_ms) = (slow(RuleId::RequestP95), slow(RuleId::D1P95));
         let mut report = IngestReport::default();
         for r in records {
-            match self.ingest_one(r, now_ms, slow_request_ms, slow_d1_ms) {
-                Ok(()) => report.accepted += 1,
-                Err(RejectReason::TooOld) => report.rejected_too_old += 1,
-                Err(RejectReason::TooFarInFuture) => report.rejected_future += 1,
-                Err(RejectReason::OtherShop) => report.rejected_other_shop += 1,
+            let outcome = self.ingest_one(r, now_ms, slow_request_ms, slow_d1_ms);
+            report.count(outcome, 1);
+        }
+        self.counters.ingest_calls += 1;
+        self.count_report(&report);
+        report
+    }
+
+    /// Whether a partial of this id was taken lately (another batch carrying it again).
+    pub fn seen_partial(&self, id: &str) -> bool {
+        self.recent_partial_ids.contains(id)
+    }
+
+    /// Count partial buckets as of `now_ms`, like their records would have been; a partial
+    /// whose id was taken lately is skipped (counted in `duplicate_partials`). Not an ingest
+    /// call of its own: call [`ingest`](Self::ingest) for the same batch's records (an empty
+    /// slice when there are none) so the call is counted once.
+    pub fn ingest_partials(&mut self, partials: &[Partial], now_ms: i64) -> IngestReport {
+        self.window.prune(self.last_eval_ms.map_or(now_ms, |t| t.min(now_ms)));
+        let slow = |id| self.config.rules.rule(id).map_or(f64::INFINITY, |r| r.threshold);
+        let (slow_request_ms, slow_d1_ms) = (slow(RuleId::RequestP95), slow(RuleId::D1P95));
+        let mut report = IngestReport::default();
+        for p in partials {
+            if self.recent_partial_ids.contains(&p.id) {
+                report.duplicate_partials += 1;
+                continue;
+            }
+            if self.recent_partials.len() >= REMEMBERED_PARTIALS {
+                if let Some(old) = self.recent_partials.pop_front() {
+                    self.recent_partial_ids.remove(&old);
+                }
+            }
+            self.recent_partials.push_back(p.id.clone());
+            self.recent_partial_ids.insert(p.id.clone());
+            report.partials += 1;
+            let outcome = self.window.add_partial(p, now_ms);
+            report.count(outcome, p.requests);
+            if outcome.is_ok() {
+                self.counters.unusable_latency_samples += p.unusable;
+                for sample in &p.samples {
+                    self.recent.note_sample(sample, slow_request_ms, slow_d1_ms);
+                }
+                self.note_build(p.last_ts_ms, &p.build_version);
             }
         }
-        self.window.flush();
+        self.counters.partials += report.partials;
+        self.counters.duplicate_partials += report.duplicate_partials;
+        self.count_report(&report);
+        report
+    }
+
+    fn count_report(&mut self, report: &IngestReport) {
         let c = &mut self.counters;
-        c.ingest_calls += 1;
-        c.accepted_records += u64::from(report.accepted);
-        c.rejected_too_old += u64::from(report.rejected_too_old);
-        c.rejected_future += u64::from(report.rejected_future);
-        c.rejected_other_shop += u64::from(report.rejected_other_shop);
+        c.accepted_records += report.accepted;
+        c.rejected_too_old += report.rejected_too_old;
+        c.rejected_future += report.rejected_future;
+        c.rejected_other_shop += report.rejected_other_shop;
         if report.accepted > 0 {
             self.ingested_since_eval = true;
         }
-        report
+    }
+
+    fn note_build(&mut self, ts_ms: i64, build: &str) {
+        if self.build_version.as_ref().is_none_or(|(t, _)| ts_ms >= *t) && !build.is_empty() {
+            let same = self.build_version.as_ref().is_some_and(|(_, v)| v == build);
+            if same {
+                if let Some((t, _)) = &mut self.build_version {
+                    *t = ts_ms;
+                }
+            } else {
+                self.build_version = Some((ts_ms, build.chars().take(MAX_BUILD_VERSION_CHARS).collect()));
+            }
+        }
     }
 
     fn ingest_one(
@@ -240,10 +344,7 @@ impl Monitor {
         let unusable = self.window.add(r, now_ms)?;
         self.counters.unusable_latency_samples += u64::from(unusable);
         self.recent.note(r, slow_request_ms, slow_d1_ms);
-        let ts_ms = r.ts.timestamp_millis();
-        if self.build_version.as_ref().is_none_or(|(t, _)| ts_ms >= *t) && !r.build_version.is_empty() {
-            self.build_version = Some((ts_ms, r.build_version.chars().take(MAX_BUILD_VERSION_CHARS).collect()));
-        }
+        self.note_build(r.ts.timestamp_millis(), &r.build_version);
         Ok(())
     }
 
@@ -253,6 +354,7 @@ impl Monitor {
     pub fn evaluate(&mut self, now_ms: i64) -> Evaluation {
         let now_ms = self.last_eval_ms.map_or(now_ms, |t| now_ms.max(t));
         self.window.prune(now_ms);
+        self.window.compress();
         let mut changes = Vec::new();
         for (rule, alert) in self.config.rules.rules.iter().zip(self.alerts.iter_mut()) {
             let obs =
@@ -353,9 +455,77 @@ impl Monitor {
         self.window.dirty_closed(now_ms)
     }
 
+    /// Compress the digests changed since the last evaluation (what `evaluate` does first;
+    /// for benches that time the whole cost of an ingest).
+    pub fn compress(&mut self) {
+        self.window.compress();
+    }
+
+    /// Every bucket not stored as it is now, the open one included (for a hand-over).
+    pub fn unpersisted_buckets(&self) -> Vec<BucketSnapshot> {
+        self.window.unpersisted()
+    }
+
+    /// The whole string table, stored form.
+    pub fn strings_stored_form(&self) -> String {
+        self.window.strings_stored_form()
+    }
+
+    /// Every closed bucket as it is stored (for figures and inspection).
+    pub fn closed_buckets(&self, now_ms: i64) -> Vec<BucketSnapshot> {
+        self.window.closed(now_ms)
+    }
+
     /// Record what the edge wrote (keys from [`BucketSnapshot::key`]).
     pub fn mark_buckets_persisted(&mut self, keys: &[BucketKey]) {
         self.window.mark_persisted(keys);
+    }
+
+    /// The binary row of a closed bucket (its diagnosis strings go to the string table).
+    pub fn encode_bucket_row(&mut self, b: &BucketSnapshot) -> Vec<u8> {
+        self.window.encode_row(b)
+    }
+
+    /// After writing bucket rows: the string table to store when it changed (`meta` key
+    /// `strings`), then [`mark_strings_stored`](Self::mark_strings_stored).
+    pub fn strings_to_store(&mut self) -> Option<String> {
+        self.window.collect_strings()
+    }
+
+    pub fn mark_strings_stored(&mut self) {
+        self.window.mark_strings_stored();
+    }
+
+    /// Put back the stored string table; call before decoding bucket rows with
+    /// [`strings`](Self::strings).
+    pub fn set_strings(&mut self, strings: StringTable) {
+        self.window.set_strings(strings);
+    }
+
+    pub fn strings(&self) -> &StringTable {
+        self.window.strings()
+    }
+
+    /// Put back one stored bucket after a restore (see [`Monitor::restore`]); `legacy` rows
+    /// (an older layout) are marked to be written again in the current one.
+    pub fn restore_bucket(&mut self, b: &BucketSnapshot, now_ms: i64, legacy: bool) -> Result<(), BucketRestoreError> {
+        self.window.restore(b, now_ms)?;
+        if legacy {
+            self.window.mark_unpersisted(b.start_ms);
+        }
+        Ok(())
+    }
+
+    /// A fingerprint of what was *decided* (alert states and timers, the outbox, state
+    /// changes), leaving out what moves with every record or evaluation (counters, values,
+    /// recent ids): the snapshot needs writing when this changes.
+    pub fn decisions_fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let alerts: Vec<Alert> = self.alerts.iter().map(|a| Alert { value: None, samples: 0, ..a.clone() }).collect();
+        let json = serde_json::to_string(&(&alerts, &self.outbox, &self.changes)).unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        json.hash(&mut h);
+        h.finish()
     }
 
     /// Stored buckets starting before this instant are outside the ring: delete them.

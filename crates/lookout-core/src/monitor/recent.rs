@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::rules::{RuleId, STRIPE_SIGNATURE_ERROR_CLASS};
+use crate::partial::Sample;
 use crate::record::RequestRecord;
 
 /// Recent request ids kept per incident kind.
@@ -20,6 +21,15 @@ const MAX_REQUEST_ID_CHARS: usize = 64;
 pub struct RecentId {
     pub ts_ms: i64,
     pub request_id: String,
+}
+
+/// Which kinds a request is evidence for.
+#[derive(Debug, Clone, Copy)]
+struct Kinds {
+    server_5xx: bool,
+    slow_request: bool,
+    slow_d1: bool,
+    stripe: bool,
 }
 
 /// The last few request ids per incident kind (5xx, slow request, slow D1 query, bad Stripe
@@ -36,24 +46,52 @@ impl RecentIds {
     /// Note `record` under every kind it is evidence for; "slow" means above the threshold
     /// of the matching p95 rule.
     pub fn note(&mut self, record: &RequestRecord, slow_request_ms: f64, slow_d1_ms: f64) {
-        let ts_ms = record.ts.timestamp_millis();
-        let id: String = record.request_id.chars().take(MAX_REQUEST_ID_CHARS).collect();
+        let stripe = record.error_class.as_deref() == Some(STRIPE_SIGNATURE_ERROR_CLASS);
+        let d1_ms = record.d1_slowest.as_ref().map(|q| q.ms);
+        let kinds = Kinds {
+            server_5xx: record.is_server_error(),
+            slow_request: record.ms > slow_request_ms,
+            slow_d1: d1_ms.is_some_and(|ms| ms > slow_d1_ms),
+            stripe,
+        };
+        self.push(&record.request_id, record.ts.timestamp_millis(), kinds);
+    }
+
+    /// Note a request id an isolate kept in a partial bucket, by the same rules.
+    pub fn note_sample(&mut self, s: &Sample, slow_request_ms: f64, slow_d1_ms: f64) {
+        let kinds = Kinds {
+            server_5xx: s.status >= 500,
+            slow_request: s.ms > slow_request_ms,
+            slow_d1: s.d1_ms.is_some_and(|ms| ms > slow_d1_ms),
+            stripe: s.stripe,
+        };
+        self.push(&s.request_id, s.ts_ms, kinds);
+    }
+
+    fn push(&mut self, request_id: &str, ts_ms: i64, kinds: Kinds) {
+        if !(kinds.server_5xx || kinds.slow_request || kinds.slow_d1 || kinds.stripe) {
+            return;
+        }
+        let id: String = request_id.chars().take(MAX_REQUEST_ID_CHARS).collect();
         let push = |q: &mut VecDeque<RecentId>| {
+            if q.iter().any(|r| r.request_id == id) {
+                return;
+            }
             if q.len() >= RECENT_IDS_PER_KIND {
                 q.pop_front();
             }
             q.push_back(RecentId { ts_ms, request_id: id.clone() });
         };
-        if record.is_server_error() {
+        if kinds.server_5xx {
             push(&mut self.server_5xx);
         }
-        if record.ms > slow_request_ms {
+        if kinds.slow_request {
             push(&mut self.slow_request);
         }
-        if record.d1_slowest.as_ref().is_some_and(|q| q.ms > slow_d1_ms) {
+        if kinds.slow_d1 {
             push(&mut self.slow_d1);
         }
-        if record.error_class.as_deref() == Some(STRIPE_SIGNATURE_ERROR_CLASS) {
+        if kinds.stripe {
             push(&mut self.stripe_signature);
         }
     }

@@ -24,6 +24,9 @@ pub struct Status {
     /// When the monitor wants to be evaluated next (`None`: idle).
     pub next_due_at: Option<String>,
     pub bucket_s: u32,
+    /// Windows up to this long have latency figures (the buckets of the detail window keep
+    /// digests; older ones only counts).
+    pub detail_window_s: u32,
     pub eval_interval_s: u32,
     pub repeat_interval_s: u32,
     /// Figures over each distinct rule window, shortest first.
@@ -38,7 +41,8 @@ pub struct Status {
     pub build_version: Option<String>,
 }
 
-/// Totals and latency quantiles over the last `window_s` seconds.
+/// Totals and latency quantiles over the last `window_s` seconds (quantiles `None` for a window
+/// longer than the detail window, whose older buckets keep no digest).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WindowFigures {
     pub window_s: u32,
@@ -125,6 +129,7 @@ impl Monitor {
             last_evaluated_at: rfc3339_opt(self.last_eval_ms),
             next_due_at: rfc3339_opt(self.next_due_ms(now_ms)),
             bucket_s: rules.bucket_s,
+            detail_window_s: self.window.detail_window_s(),
             eval_interval_s: rules.eval_interval_s,
             repeat_interval_s: rules.repeat_interval_s,
             windows: self.window_figures(now_ms),
@@ -146,19 +151,21 @@ impl Monitor {
 
     fn figures(&self, window_s: u32, now_ms: i64) -> WindowFigures {
         let t = self.window.totals(window_s, now_ms);
-        let req = self.window.merged(Series::Request, window_s, now_ms);
-        let d1 = self.window.merged(Series::D1, window_s, now_ms);
+        let within = window_s <= self.window.detail_window_s();
+        let merged = |s: Series| within.then(|| self.window.merged(s, window_s, now_ms));
+        let (req, d1) = (merged(Series::Request), merged(Series::D1));
+        let q = |d: &Option<tdigest::TDigest>, q: f64| d.as_ref().and_then(|d| quantile(d, q));
         WindowFigures {
             window_s,
             requests: t.requests,
             errors_5xx: t.errors_5xx,
             error_rate: (t.requests > 0).then(|| t.errors_5xx as f64 / t.requests as f64),
             stripe_signature_failures: t.stripe_signature_failures,
-            request_p50_ms: quantile(&req, 0.5),
-            request_p95_ms: quantile(&req, 0.95),
+            request_p50_ms: q(&req, 0.5),
+            request_p95_ms: q(&req, 0.95),
             d1_samples: t.d1_samples,
-            d1_p50_ms: quantile(&d1, 0.5),
-            d1_p95_ms: quantile(&d1, 0.95),
+            d1_p50_ms: q(&d1, 0.5),
+            d1_p95_ms: q(&d1, 0.95),
         }
     }
 

@@ -383,13 +383,19 @@ fn next_due_ms_alone_drives_the_same_alerts_as_a_one_second_tick() {
 fn a_restored_monitor_evaluates_identically() {
     let mut original = monitor(EVERY_RULE_FAST);
     let mut rng = XorShift(5);
-    let mut storage: BTreeMap<i64, String> = BTreeMap::new();
-    let persist = |m: &mut Monitor, storage: &mut BTreeMap<i64, String>, now: i64| {
+    let mut storage: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+    let mut strings = String::new();
+    let mut persist = |m: &mut Monitor, storage: &mut BTreeMap<i64, Vec<u8>>, now: i64| {
         let dirty = m.dirty_closed_buckets(now);
         for b in &dirty {
-            storage.insert(b.start_ms, serde_json::to_string(b).expect("serialize"));
+            let row = m.encode_bucket_row(b);
+            storage.insert(b.start_ms, row);
         }
         m.mark_buckets_persisted(&dirty.iter().map(BucketSnapshot::key).collect::<Vec<_>>());
+        if let Some(s) = m.strings_to_store() {
+            strings = s;
+            m.mark_strings_stored();
+        }
         let keep_from = m.bucket_retention_start_ms(now);
         storage.retain(|&start, _| start >= keep_from);
     };
@@ -408,8 +414,11 @@ fn a_restored_monitor_evaluates_identically() {
     let snapshot_json = serde_json::to_string(&original.snapshot()).expect("serialize");
 
     let snapshot: MonitorSnapshot = serde_json::from_str(&snapshot_json).expect("parse");
-    let buckets: Vec<BucketSnapshot> =
-        storage.values().map(|s| serde_json::from_str(s).expect("parse bucket")).collect();
+    let table = crate::monitor::window::StringTable::from_stored(&strings).unwrap_or_default();
+    let buckets: Vec<BucketSnapshot> = storage
+        .iter()
+        .map(|(start, row)| BucketSnapshot::decode(*start, row, &table).expect("decode bucket"))
+        .collect();
     let config = original.config().clone();
     let (mut restored, report) = Monitor::restore(config, SHOP, Some(snapshot), &buckets, now).expect("restores");
     assert!(report.skipped_buckets.is_empty(), "{report:?}");
@@ -471,7 +480,7 @@ fn closed_buckets_are_handed_out_once_and_the_alarm_covers_the_close() {
     m.evaluate(T0 + 3_500);
     assert_eq!(m.next_due_ms(T0 + 3_500), Some(T0 + 10_000), "wake when the bucket closes");
     let closed = m.dirty_closed_buckets(T0 + 10_000);
-    assert_eq!((closed.len(), closed[0].start_ms, closed[0].requests), (1, T0, 5));
+    assert_eq!((closed.len(), closed[0].start_ms, closed[0].counts.requests), (1, T0, 5));
     m.mark_buckets_persisted(&[closed[0].key()]);
     assert!(m.dirty_closed_buckets(T0 + 10_000).is_empty());
     // Then only the moment the data leaves the shortest window (300 s) is due.
@@ -492,7 +501,17 @@ fn records_of_other_shops_or_far_outside_the_ring_are_counted_not_dropped() {
         request(4_000_000 + 61_000, 200, 1.0),
     ];
     let report = m.ingest(&recs, now);
-    assert_eq!(report, IngestReport { accepted: 1, rejected_too_old: 1, rejected_future: 1, rejected_other_shop: 1 });
+    assert_eq!(
+        report,
+        IngestReport {
+            accepted: 1,
+            rejected_too_old: 1,
+            rejected_future: 1,
+            rejected_other_shop: 1,
+            partials: 0,
+            duplicate_partials: 0
+        }
+    );
     let status = m.status(now);
     assert_eq!(status.rejected_records, 3);
     assert_eq!(status.windows[0].errors_5xx, 0, "another shop's 5xx never counts here");
@@ -537,4 +556,67 @@ fn alert_rules_errors_reach_the_monitor_config_precisely() {
         err.map(|e| e.to_string()).as_deref(),
         Some("ALERT_RULES http_5xx_rate.for_s must not be negative (got -1)")
     );
+}
+
+/// `records` folded by an isolate into partial buckets, as the monitor receives them.
+fn folded(records: &[RequestRecord], isolate: &str) -> Vec<crate::partial::Partial> {
+    let mut acc = crate::partial::PartialAccumulator::default();
+    records.iter().for_each(|r| acc.fold(r));
+    let mut n = 0;
+    acc.take(SHOP, || {
+        n += 1;
+        format!("{isolate}-{n}")
+    })
+    .into_iter()
+    .map(|p| p.check(SHOP).expect("valid"))
+    .collect()
+}
+
+#[test]
+fn partial_buckets_fire_like_records_count_once_and_carry_their_diagnosis() {
+    let (mut by_partial, mut by_record) = (monitor(HTTP_FAST), monitor(HTTP_FAST));
+    for t in 0..5 {
+        let mut recs = second(t, 10, 4, 5.0);
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.request_id = format!("req_{:012}", r.ts.timestamp_millis() - T0);
+            if i < 4 {
+                r.error_class = Some("D1Error".into());
+            }
+        }
+        let now = T0 + t * 1000 + 999;
+        let parts = folded(&recs, &format!("iso{t}"));
+        let report = by_partial.ingest_partials(&parts, now);
+        assert_eq!((report.accepted, report.partials), (10, 1));
+        // The same batch again (a retry after a lost answer) is not counted twice.
+        let again = by_partial.ingest_partials(&parts, now);
+        assert_eq!((again.accepted, again.duplicate_partials), (0, 1));
+        by_record.ingest(&recs, now);
+        let (a, b) = (by_partial.evaluate(now), by_record.evaluate(now));
+        assert_eq!(a.changes, b.changes, "at {t} s");
+    }
+    let now = T0 + 4_999;
+    assert_eq!(by_partial.alert(RuleId::Http5xxRate).unwrap().state, Firing);
+    assert_eq!(by_partial.counters().accepted_records, 50);
+    assert_eq!((by_partial.counters().partials, by_partial.counters().duplicate_partials), (5, 5));
+    // Evidence for the notification: the 5xx request ids the isolates kept.
+    let ids = by_partial.recent.for_rule(RuleId::Http5xxRate, T0);
+    assert_eq!(
+        ids,
+        ["req_000000003003", "req_000000004000", "req_000000004001", "req_000000004002", "req_000000004003"]
+    );
+    assert_eq!(ids, by_record.recent.for_rule(RuleId::Http5xxRate, T0));
+    // The diagnosis of the rule's window: one class, its route and first build.
+    let d = by_partial.diagnosis(5, now);
+    assert_eq!(d, by_record.diagnosis(5, now));
+    assert_eq!(
+        (
+            d.errors[0].class.as_str(),
+            d.errors[0].count_5xx,
+            d.errors[0].route.as_str(),
+            d.errors[0].first_build.as_str()
+        ),
+        ("D1Error", 20, "/api/tickets", "0.4.11+abc1234")
+    );
+    assert_eq!(d.slow_routes[0].key, "/api/tickets");
+    assert_eq!(by_partial.status(now).build_version.as_deref(), Some("0.4.11+abc1234"));
 }

@@ -34,16 +34,17 @@ fn loaded(config: ShopMonitorConfig, now_ms: i64) -> ShopMonitorCore {
 /// What the Durable Object's store step does: write what changed, mark it written. Returns
 /// which parts were written: (buckets, snapshot, cron).
 fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
-    let buckets = core.dirty_closed_buckets(now_ms);
-    let keys: Vec<_> = buckets.iter().map(|b| b.key()).collect();
-    core.mark_buckets_persisted(&keys);
-    let snapshot = core.snapshot().is_some();
-    core.mark_snapshot_persisted();
-    let cron = core.cron_snapshot().is_some();
-    core.mark_cron_persisted();
+    let plan = core.persist_plan(now_ms);
+    let done = Persisted {
+        rows: plan.rows.iter().map(|(k, _)| *k).collect(),
+        strings: plan.strings.is_some(),
+        snapshot: plan.snapshot.is_some(),
+        cron: plan.cron.is_some(),
+    };
+    core.persisted(&done);
     let history: Vec<_> = core.history_chunks().iter().map(|c| (c.kind, c.idx)).collect();
     core.mark_history_persisted(&history);
-    (buckets.len(), snapshot, cron)
+    (done.rows.len(), done.snapshot, done.cron)
 }
 
 fn record(id: &str, ts_ms: i64, claude_micros: u64) -> RequestRecord {
@@ -56,7 +57,7 @@ fn record(id: &str, ts_ms: i64, claude_micros: u64) -> RequestRecord {
 }
 
 fn batch(records: Vec<RequestRecord>, check_ins: Vec<CronCheckIn>) -> Parsed {
-    Parsed { records, check_ins, rejected: Vec::new() }
+    Parsed { records, partials: Vec::new(), check_ins, rejected: Vec::new() }
 }
 
 fn start(at_ms: i64) -> CronCheckIn {
@@ -84,8 +85,16 @@ fn restore_logs_bad_vars_and_unreadable_parts_and_starts_fresh() {
     let cfg = ShopMonitorConfig::from_vars(vars, vec![Channel::Webhook]);
     assert_eq!(cfg.monitor.rules, RuleSet::default(), "the default rules are in force");
     let buckets = vec!["not a bucket".to_string()];
-    let stored =
-        StoredParts { snapshot: Some("not json"), buckets: &buckets, cron: Some(r#"{"watchdog":5}"#), history: &[] };
+    let rows = vec![(T0, vec![2u8, 0xff])];
+    let stored = StoredParts {
+        snapshot: Some("not json"),
+        rows: &rows,
+        strings: None,
+        buckets: &buckets,
+        cron: Some(r#"{"watchdog":5}"#),
+        handed_over: None,
+        history: &[],
+    };
     let (mut core, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0);
     assert_eq!(
         kinds(&outcome.lines),
@@ -117,18 +126,27 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
     let records: Vec<_> = (0..5).map(|i| record(&format!("req_{i}"), T0 + i * 1000, 1_000)).collect();
     core.ingest(batch(records, vec![]), T0 + 5_000);
     core.tick(T0 + 20_000);
-    let buckets: Vec<String> =
-        core.dirty_closed_buckets(T0 + 20_000).iter().map(|b| serde_json::to_string(b).unwrap()).collect();
-    assert_eq!(buckets.len(), 1);
-    let mut other_width: serde_json::Value = serde_json::from_str(&buckets[0]).unwrap();
-    other_width["bucket_s"] = json!(5);
-    other_width["start_ms"] = json!(T0 + 5_000);
-    let mut rows = buckets.clone();
-    rows.push(other_width.to_string());
-    let snapshot = serde_json::to_string(&core.snapshot().unwrap()).unwrap();
-    let cron = serde_json::to_string(core.cron_snapshot().unwrap()).unwrap();
+    let plan = core.persist_plan(T0 + 20_000);
+    assert_eq!(plan.rows.len(), 1);
+    let mut rows: Vec<(i64, Vec<u8>)> = plan.rows.iter().map(|(k, row)| (k.start_ms, row.clone())).collect();
+    // A row of another width (the configuration changed) is listed for deletion.
+    let mut other_width = core.dirty_closed_buckets(T0 + 20_000).remove(0);
+    other_width.bucket_s = 5;
+    other_width.start_ms = T0 + 5_000;
+    rows.push((T0 + 5_000, other_width.encode(&mut StringTable::default())));
+    let snapshot = plan.snapshot.expect("a closed bucket brings the snapshot");
+    let cron = plan.cron.expect("spend was counted");
+    let strings = plan.strings;
 
-    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &rows, cron: Some(&cron), history: &[] };
+    let stored = StoredParts {
+        snapshot: Some(&snapshot),
+        rows: &rows,
+        strings: strings.as_deref(),
+        buckets: &[],
+        cron: Some(&cron),
+        handed_over: None,
+        history: &[],
+    };
     let cfg = config(Some(DAILY), Some("5000000"));
     let (back, outcome) = ShopMonitorCore::restore(cfg, "swicked", stored, T0 + 20_000);
     assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
@@ -146,17 +164,21 @@ fn restore_round_trips_the_stored_parts_and_lists_buckets_to_delete() {
 #[test]
 fn ingest_takes_records_and_check_ins_and_changes_the_cron_state_only_when_it_must() {
     let mut core = loaded(config(Some(DAILY), None), T0);
-    // Request traffic alone: the snapshot changes, the cron state does not.
+    // Request traffic alone writes nothing while its bucket is open (the snapshot is written
+    // only when something was decided, or beside the bucket row when the bucket closes).
     let o = core.ingest(batch(vec![record("req_a", T0, 0), record("req_b", T0, 0)], vec![]), T0 + 1);
     assert_eq!((o.report.accepted, o.cron_changed), (2, false));
     assert!(o.lines.is_empty());
-    assert_eq!(store(&mut core, T0 + 1), (0, true, false));
+    assert_eq!(store(&mut core, T0 + 1), (0, false, false));
     // Spend to count: the cron state changes; the same batch again (a retry) does not.
     let costly = || batch(vec![record("req_c", T0, 4_000)], vec![]);
     assert!(core.ingest(costly(), T0 + 2).cron_changed);
-    assert_eq!(store(&mut core, T0 + 2), (0, true, true));
+    assert_eq!(store(&mut core, T0 + 2), (0, false, true));
     assert!(!core.ingest(costly(), T0 + 3).cron_changed);
-    assert_eq!(store(&mut core, T0 + 3), (0, true, false));
+    assert_eq!(store(&mut core, T0 + 3), (0, false, false));
+    // The bucket closes: its row, with the snapshot (the counters it moved).
+    assert_eq!(store(&mut core, T0 + 10_000), (1, true, false));
+    assert_eq!(store(&mut core, T0 + 10_000), (0, false, false));
     // A check-in: the watchdog's effect is answered and logged.
     let o = core.ingest(batch(vec![], vec![start(SLOT + 1_000)]), SLOT + 1_000);
     assert!(o.cron_changed);
@@ -166,7 +188,7 @@ fn ingest_takes_records_and_check_ins_and_changes_the_cron_state_only_when_it_mu
         json!({"kind": "cron_check_in", "shop": "swicked", "cron": "daily_reconciliation",
                "run_id": "cron_d_2026_05_10", "type": "start", "effect": {"effect": "recorded", "slot_ms": SLOT}})
     );
-    assert_eq!(store(&mut core, SLOT + 1_000), (0, true, true));
+    assert_eq!(store(&mut core, SLOT + 1_000), (0, false, true));
 }
 
 #[test]
@@ -174,7 +196,8 @@ fn rejected_items_are_logged_and_answered() {
     let mut core = loaded(config(None, None), T0);
     let rejected: Vec<Rejection> =
         (0..4).map(|index| Rejection { list: "records", index, reason: "not a request record".into() }).collect();
-    let o = core.ingest(Parsed { records: vec![record("req_a", T0, 0)], check_ins: vec![], rejected }, T0);
+    let o = core
+        .ingest(Parsed { records: vec![record("req_a", T0, 0)], partials: vec![], check_ins: vec![], rejected }, T0);
     let line = serde_json::to_value(&o.lines[0]).unwrap();
     assert_eq!(
         (&line["kind"], &line["rejected"], &line["accepted"]),
@@ -219,11 +242,12 @@ fn the_alarm_is_the_earliest_due_time_of_the_monitor_and_the_watchdog() {
 #[test]
 fn ticks_at_next_due_run_the_watchdog_only_when_due_and_deliver_its_alerts() {
     let mut core = loaded(config(Some(DAILY), None), T0);
-    // An alarm for the monitor alone (before the watchdog's due time) leaves the cron state.
+    // An alarm for the monitor alone (before the watchdog's due time) leaves the cron state,
+    // and, deciding nothing, the snapshot.
     let early = core.tick(T0 + 3_600_000);
     assert!(!early.watchdog_ran);
     assert!(early.lines.is_empty());
-    assert_eq!(store(&mut core, T0 + 3_600_000), (0, true, false));
+    assert_eq!(store(&mut core, T0 + 3_600_000), (0, false, false));
     // Step the fake clock from alarm to alarm: the missed slot fires exactly at its deadline.
     let now = core.next_due_ms(T0 + 3_600_000).unwrap();
     assert_eq!(now, MISSED_AT);
@@ -344,6 +368,100 @@ fn ai_pause_resume_and_cost_jobs() {
     assert!(store(&mut core, t).2, "a cost job always updates its watch");
 }
 
+/// `records` folded by an isolate into partial buckets, as parse_batch hands them over.
+fn partials(records: &[RequestRecord], isolate: &str) -> Vec<crate::partial::Partial> {
+    let mut acc = crate::partial::PartialAccumulator::default();
+    records.iter().for_each(|r| acc.fold(r));
+    let mut n = 0;
+    acc.take("swicked", || {
+        n += 1;
+        format!("{isolate}-{n}")
+    })
+    .into_iter()
+    .map(|p| p.check("swicked").expect("valid"))
+    .collect()
+}
+
+#[test]
+fn partial_spend_is_counted_once_by_its_record_time_even_after_an_eviction() {
+    let mut core = loaded(config(Some(DAILY), Some("5000000")), T0);
+    let records: Vec<RequestRecord> =
+        (0..4).map(|i| record(&format!("req_00000000000{i}"), T0 + i * 400, 250_000)).collect();
+    let batch =
+        || Parsed { records: vec![], partials: partials(&records, "isoa"), check_ins: vec![], rejected: vec![] };
+    let o = core.ingest(batch(), T0 + 2_000);
+    assert_eq!((o.report.accepted, o.report.partials, o.cron_changed), (4, 2, true));
+    assert_eq!(core.cron_state().spend.claude_month_micros(T0), 1_000_000);
+    // Sent again (the answer was lost): nothing counted twice.
+    let o = core.ingest(batch(), T0 + 2_100);
+    assert_eq!((o.report.accepted, o.report.duplicate_partials, o.cron_changed), (0, 2, false));
+    // Evicted and loaded from storage, then the retry arrives: the spend ledger (stored)
+    // still knows the partials.
+    let plan = core.persist_plan(T0 + 2_200);
+    let cron = plan.cron.expect("spend changed the cron state");
+    let stored = StoredParts { cron: Some(&cron), ..StoredParts::default() };
+    let (mut back, _) = ShopMonitorCore::restore(config(Some(DAILY), Some("5000000")), "swicked", stored, T0 + 3_000);
+    assert!(!back.ingest(batch(), T0 + 3_000).cron_changed);
+    assert_eq!(back.cron_state().spend.claude_month_micros(T0), 1_000_000);
+}
+
+#[test]
+fn a_tick_writes_the_snapshot_only_when_it_decided_something() {
+    let rules = r#"{"bucket_s":1,"http_5xx_rate":{"window_s":5,"for_s":0,"min_requests":5,"keep_firing_for_s":3}}"#;
+    let cfg = || ShopMonitorConfig::from_vars(ShopVars { alert_rules: Some(rules), ..ShopVars::default() }, vec![]);
+    let mut core = loaded(cfg(), T0);
+    let mut failing: Vec<RequestRecord> = (0..10).map(|i| record(&format!("req_a{i:011}"), T0 + i, 0)).collect();
+    failing.iter_mut().for_each(|r| r.status = 503);
+    core.ingest(batch(failing, vec![]), T0 + 100);
+    core.tick(T0 + 100);
+    assert_eq!(store(&mut core, T0 + 100), (0, true, false), "it fired: written");
+    core.tick(T0 + 200);
+    assert_eq!(store(&mut core, T0 + 200), (0, false, false), "nothing new: nothing written");
+    // Calm traffic: the alert starts its resolve hold (a timer, no state change yet): written,
+    // so an eviction cannot restart the hold.
+    let calm: Vec<RequestRecord> = (0..200).map(|i| record(&format!("req_b{i:011}"), T0 + 6_000 + i, 0)).collect();
+    core.ingest(batch(calm, vec![]), T0 + 6_500);
+    let t = core.tick(T0 + 6_500);
+    assert!(t.evaluation.changes.is_empty());
+    assert!(store(&mut core, T0 + 6_500).1);
+    core.tick(T0 + 6_600);
+    assert!(!store(&mut core, T0 + 6_600).1);
+}
+
+#[test]
+fn a_hand_over_after_a_panic_keeps_the_open_bucket_and_the_counters() {
+    let mut core = loaded(config(Some(DAILY), Some("5000000")), T0);
+    // A closed, stored bucket; then records in the open one, nothing stored since.
+    core.ingest(batch(vec![record("req_000000000001", T0, 0)], vec![]), T0 + 100);
+    store(&mut core, T0 + 10_000);
+    let open: Vec<RequestRecord> =
+        (0..5).map(|i| record(&format!("req_00000000010{i}"), T0 + 10_000 + i, 100_000)).collect();
+    let o = core.ingest(Parsed { partials: partials(&open, "isob"), ..Parsed::default() }, T0 + 10_500);
+    assert_eq!(o.report.accepted, 5);
+    let stored_rows: Vec<(i64, Vec<u8>)> = vec![];
+    let handed = core.hand_over();
+    // The next wasm instance loads from storage (here: nothing but the first row's absence
+    // does not matter) plus the hand-over.
+    let stored = StoredParts { rows: &stored_rows, handed_over: Some(&handed), ..StoredParts::default() };
+    let (mut back, outcome) =
+        ShopMonitorCore::restore(config(Some(DAILY), Some("5000000")), "swicked", stored, T0 + 10_600);
+    assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
+    assert_eq!(back.monitor().counters().accepted_records, 6);
+    assert_eq!(back.status(T0 + 10_600).monitor.windows.last().unwrap().requests, 5, "the open bucket survived");
+    assert_eq!(back.cron_state().spend.claude_month_micros(T0), 500_000);
+    // What came back is written at the next store (the open bucket when it closes).
+    assert_eq!(store(&mut back, T0 + 10_600), (0, true, true));
+    assert_eq!(store(&mut back, T0 + 20_000).0, 1);
+    // A hand-over for another shop, or unreadable, is not used.
+    let other = handed.replace("\"shop\":\"swicked\"", "\"shop\":\"demo\"");
+    let stored = StoredParts { handed_over: Some(&other), ..StoredParts::default() };
+    let (fresh, _) = ShopMonitorCore::restore(config(None, None), "swicked", stored, T0 + 10_600);
+    assert_eq!(fresh.monitor().counters().accepted_records, 0);
+    let stored = StoredParts { handed_over: Some("{"), ..StoredParts::default() };
+    let (_, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, T0 + 10_600);
+    assert_eq!(kinds(&outcome.lines), ["monitor_restore_error"]);
+}
+
 // ---- Dashboards (issue 13): history rollups and the fleet board summary ----
 
 #[test]
@@ -373,9 +491,8 @@ fn records_feed_the_history_and_the_alarm_finalizes_minutes() {
     let keys: Vec<_> = chunks.iter().map(|c| (c.kind, c.idx)).collect();
     core.mark_history_persisted(&keys);
     assert!(core.history_chunks().is_empty());
-    // A restore from the stored parts has the same history.
-    let snapshot = serde_json::to_string(&core.monitor().snapshot()).unwrap();
-    let stored = StoredParts { snapshot: Some(&snapshot), buckets: &[], cron: None, history: &chunks };
+    // A restore from the stored history has the same history.
+    let stored = StoredParts { history: &chunks, ..StoredParts::default() };
     let (back, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, at);
     assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
     assert_eq!(back.history_series(Range::Day, at), core.history_series(Range::Day, at));
@@ -420,4 +537,27 @@ fn the_board_summary_is_pushed_on_a_firing_change_and_every_30_s() {
     let rule = status.monitor.rules.iter().find(|r| r.rule.name() == "http_5xx_rate").unwrap();
     assert_eq!(rule.fired_at.as_deref(), Some(crate::monitor::time::rfc3339_ms(at).as_str()));
     assert_eq!(s.firing[0].since, rule.fired_at);
+}
+
+#[test]
+fn partial_buckets_feed_the_history_once_even_when_sent_again() {
+    use crate::history::series::Range;
+    let mut core = loaded(config(None, None), T0);
+    let mut recs: Vec<RequestRecord> =
+        (0..6).map(|i| record(&format!("req_00000000020{i}"), T0 + 200 * i, 1_000)).collect();
+    recs[0].status = 502;
+    recs[0].error_class = Some("UpstreamTimeout".into());
+    recs[1].status = 500;
+    let p = partials(&recs, "isoc");
+    core.ingest(Parsed { partials: p.clone(), ..Parsed::default() }, T0 + 1_500);
+    // The same batch again (a retried call): the monitor skips it, so does the history.
+    let again = core.ingest(Parsed { partials: p, ..Parsed::default() }, T0 + 1_600);
+    assert!(again.report.duplicate_partials > 0);
+    let h = core.history_series(Range::Day, T0 + 2_000);
+    assert_eq!((h.last_hour.requests, h.last_hour.errors_5xx), (6, 2));
+    assert_eq!(h.totals.claude_micros, 6_000);
+    let mut classes: Vec<(&str, u64)> = h.top_error_classes.iter().map(|c| (c.class.as_str(), c.count)).collect();
+    classes.sort();
+    assert_eq!(classes, [("HTTP 500", 1), ("UpstreamTimeout", 1)], "the monitor's error labels");
+    assert!(h.series.request_p95_ms[1439].is_some(), "the partials' digests were merged");
 }

@@ -213,6 +213,15 @@ impl RuleSet {
         self.rules.iter().find(|r| r.id == id)
     }
 
+    /// Buckets that keep latency digests and diagnosis (the detail window): the longest
+    /// window of an enabled rule that reads them (`http_5xx_rate` reads the diagnosis,
+    /// the p95 rules the digests); at least the open bucket.
+    pub fn detail_buckets(&self) -> u32 {
+        let bucket_s = self.bucket_s.max(1);
+        let reads_detail = |r: &&Rule| r.enabled && r.id != RuleId::StripeSignatureFailures;
+        self.rules.iter().filter(reads_detail).map(|r| r.window_s / bucket_s).max().unwrap_or(1).max(1)
+    }
+
     /// Buckets the ring must hold: the longest window of any rule.
     pub fn ring_buckets(&self) -> u32 {
         let bucket_s = self.bucket_s.max(1);
