@@ -343,9 +343,18 @@ function diagnosis(a, status, history) {
   if (a.diagnosis && typeof a.diagnosis === "object") {
     for (const [k, v] of Object.entries(a.diagnosis)) {
       if (v === null || v === undefined) continue;
-      const text = Array.isArray(v)
-        ? v.map((x) => (typeof x === "object" ? Object.values(x).join(" ") : String(x))).join(", ")
-        : typeof v === "object" ? JSON.stringify(v) : String(v);
+      // The shapes the monitor's diagnosis uses (error classes, slowest routes and D1
+      // signatures); anything else is shown as it comes.
+      const item = (x) => {
+        if (x === null || typeof x !== "object") return String(x);
+        if ("class" in x) {
+          const share = typeof x.share === "number" ? " " + (x.share * 100).toFixed(0) + "%" : "";
+          return x.class + " ×" + fmtInt(x.count) + share + (x.first_build ? " (first in " + x.first_build + ")" : "");
+        }
+        if ("key" in x && "max_ms" in x) return x.key + " max " + fmtMs(x.max_ms) + (x.count ? " ×" + fmtInt(x.count) : "");
+        return Object.values(x).join(" ");
+      };
+      const text = Array.isArray(v) ? v.map(item).join(", ") : typeof v === "object" ? item(v) : String(v);
       parts.push([ruleLabel(k), text]);
     }
   }
