@@ -718,9 +718,7 @@ async function main() {
     const detection = await detectionPhase(ports, sink, toml.testRules);
     const elapsedS = (Date.now() - t0Run) / 1000;
     const md = report({ m, native, overhead, exact, tput, logc, detection, elapsedS, toml });
-    // Keep the Dashboards section bench/fleet.mjs (bench/run --fleet) wrote, if any.
-    const kept = fs.existsSync(RESULTS) ? /<!-- dashboards:start[\s\S]*?<!-- dashboards:end -->/.exec(fs.readFileSync(RESULTS, "utf8")) : null;
-    fs.writeFileSync(RESULTS, md + "\n" + (kept ? "\n" + kept[0] + "\n" : ""));
+    fs.writeFileSync(RESULTS, md + "\n" + keptSections(RESULTS));
     fs.writeFileSync(path.join(OUT, "raw.json"), JSON.stringify({ m, native, overhead, exact, tput, logc, detection }, null, 1));
     console.log(md);
     log(`wrote ${path.relative(ROOT, RESULTS)} in ${elapsedS.toFixed(0)} s`);
@@ -738,6 +736,20 @@ async function main() {
   } finally {
     stopAll();
   }
+}
+
+// Sections other benches write into the same file between `<!-- NAME:begin -->` (or
+// `<!-- NAME:start ...`) and `<!-- NAME:end -->` (bench/forensics.sh's), carried over when this
+// run rewrites it.
+function keptSections(file) {
+  let old = "";
+  try {
+    old = fs.readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+  const blocks = old.match(/<!-- ([a-z]+):(?:begin|start)[\s\S]*?<!-- \1:end -->/g) ?? [];
+  return blocks.map((b) => "\n" + b + "\n").join("");
 }
 
 main().catch((e) => {

@@ -105,6 +105,33 @@ build_wasm() {
   done
 }
 
+# The forensics tools' Python venv (forensics/requirements.txt: pinned DuckDB and its httpfs
+# extension; with `test`, also forensics/requirements-test.txt), cached per user and keyed by
+# the requirements; sets FORENSICS_PY. Seconds on a new machine, nothing when present.
+ensure_forensics() { # [test]
+  local files=("$ROOT/forensics/requirements.txt")
+  [ "${1:-}" = test ] && files+=("$ROOT/forensics/requirements-test.txt")
+  local key venv
+  key=$(cat "${files[@]}" | sha256sum | cut -c1-12)
+  venv=$CACHE/forensics-py-$key
+  if [ ! -f "$venv/.complete" ]; then
+    mkdir -p "$CACHE"
+    (
+      flock 9
+      if [ ! -f "$venv/.complete" ]; then
+        log "installing the forensics venv into $venv (pinned DuckDB from PyPI)"
+        rm -rf "$venv"
+        python3 -m venv "$venv" >&2
+        local reqs=() f
+        for f in "${files[@]}"; do reqs+=(-r "$f"); done
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "${reqs[@]}" >&2
+        touch "$venv/.complete"
+      fi
+    ) 9>"$CACHE/.forensics.lock"
+  fi
+  FORENSICS_PY=$venv/bin/python
+}
+
 # Apply the sample app's D1 migrations and sample data to a local state dir.
 prepare_d1() { # persist_dir [wrangler args...]
   local dir=$1; shift

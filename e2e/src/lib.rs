@@ -215,6 +215,11 @@ impl Server {
         fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The file the server's stdout and stderr go to (what `wrangler dev` prints).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// Every JSON object line the Worker printed so far.
     pub fn json_lines(&self) -> Vec<Value> {
         self.log_text()
