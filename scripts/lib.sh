@@ -63,6 +63,15 @@ ensure_npm() {
   cp package-lock.json node_modules/.lookout-lock
 }
 
+# Debian's Chromium for the dashboards' browser test (e2e/browser/dash.mjs drives it with npm
+# playwright-core through its path; playwright never downloads a browser here).
+ensure_chromium() {
+  if [ -x /usr/bin/chromium ]; then return; fi
+  log "installing chromium (Debian package, for the browser test)"
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+}
+
 # Everything a build and a local run need.
 ensure_all() {
   ensure_node

@@ -25,6 +25,11 @@
 //! incident's trigger waits for the answer to its report (a fleet incident may hold it);
 //! what a gate holds is decided again when the hold ends.
 //!
+//! Dashboards (issue 13): the shop's [`History`] (minute and hour rollups, fed by the same
+//! records and partial buckets, finalized by the same alarm; its binary chunks go to the
+//! `history` table, see [`history_chunks`](ShopMonitorCore::history_chunks)) and the
+//! fleet board summary it pushes ([`board_summary`](ShopMonitorCore::board_summary)).
+//!
 //! Stored parts (the DO's schema): each closed bucket (`ring` table, a binary row keyed by
 //! `start_ms`; rows of the legacy JSON `buckets` table are read once and written again), the
 //! strings their diagnoses use (`meta` key `strings`), the monitor snapshot (`meta` key
@@ -44,10 +49,13 @@ use serde::Serialize;
 pub use alerting::{parse_ack_body, AckError, AlertingState, FleetLink, OpenEvent, Reported, FLEET_RETRY_MS};
 
 use crate::alerting::{AlertState, Severity};
+use crate::board::{ShopSummary, SummaryGate};
 use crate::cron::{
     CheckInEffect, CheckInKind, CronConfig, CronPersisted, CronShopStatus, PauseReason, Results, ResumeError,
 };
 use crate::fleet::deadman_interval_from_var;
+use crate::history::series::{HistorySeries, Range};
+use crate::history::{Chunk, ChunkKind, History, R2Sample};
 use crate::ingest::{Parsed, Rejection};
 use crate::monitor::rules::RuleSet;
 use crate::monitor::window::{LegacyBucketSnapshot, StringTable};
@@ -56,6 +64,7 @@ use crate::monitor::{
     MonitorSnapshot, OutboxEntry, StateChange, Status,
 };
 use crate::mute::Hold;
+use crate::partial::Partial;
 use crate::routing::RoutingSpec;
 use crate::shop_config::ShopSettings;
 
@@ -137,6 +146,8 @@ pub struct StoredParts<'a> {
     /// A [`HandOver`] (JSON) the previous wasm instance of this isolate left for this shop
     /// when a panic reset it: newer than storage, put back over it.
     pub handed_over: Option<&'a str>,
+    /// The `history` table's rows (the dashboards' rollups).
+    pub history: &'a [Chunk],
 }
 
 /// What a monitor had not yet stored when a panic elsewhere in its isolate reset the wasm
@@ -381,6 +392,12 @@ pub struct ShopMonitorCore {
     deadman_interval_s: u32,
     /// The first record taken since the last evaluation (stall detection; memory only).
     pending_since_ms: Option<i64>,
+    /// The dashboards' rollups (stored as chunks, see `history_chunks`).
+    history: History,
+    /// When the fleet board summary is pushed next (not stored).
+    summary_gate: SummaryGate,
+    /// An alert changed state since the last summary (so one may be due before the interval).
+    alerts_changed: bool,
 }
 
 impl ShopMonitorCore {
@@ -501,6 +518,10 @@ impl ShopMonitorCore {
             }
             None => AlertingState::default(),
         };
+        let (history, history_errors) = History::restore(stored.history, now_ms);
+        for (kind, idx, e) in history_errors {
+            lines.push(restore_error(Some("history"), format!("{kind:?} chunk {idx}: {e}"), Some(now_ms)));
+        }
         let mut core = ShopMonitorCore {
             shop: shop.to_string(),
             monitor,
@@ -525,6 +546,9 @@ impl ShopMonitorCore {
             owner_channel: config.owner_channel,
             deadman_interval_s: config.deadman_interval_s,
             pending_since_ms: None,
+            history,
+            summary_gate: SummaryGate::default(),
+            alerts_changed: true,
         };
         core.apply_settings();
         if let Some(e) = &core.settings_error {
@@ -571,6 +595,20 @@ impl ShopMonitorCore {
                 accepted: records.len() + partials.len() + check_ins.len(),
                 first: rejected.iter().take(REJECTIONS_QUOTED).cloned().collect(),
             });
+        }
+        // The dashboards' history: the records, and the partials the monitor had not seen
+        // (a batch sent again is counted once, as the monitor counts it).
+        let mut fresh = std::collections::HashSet::new();
+        let new_partials: Vec<&Partial> =
+            partials.iter().filter(|p| !self.monitor.seen_partial(&p.id) && fresh.insert(p.id.as_str())).collect();
+        for r in &records {
+            self.history.add_record(r, now_ms);
+        }
+        for p in &new_partials {
+            self.history.add_partial(p, now_ms);
+        }
+        if !records.is_empty() || !new_partials.is_empty() {
+            self.summary_gate.touch();
         }
         let counted = self.cron.record_spend(&records) + self.cron.record_partial_spend(&partials);
         let mut report = self.monitor.ingest(&records, now_ms);
@@ -620,6 +658,8 @@ impl ShopMonitorCore {
             // An alert timer moved without a state change (a resolve hold began, say).
             self.snapshot_dirty = true;
         }
+        self.history.advance(now_ms);
+        self.alerts_changed |= !evaluation.changes.is_empty();
         let mut lines: Vec<LogLine> = evaluation
             .changes
             .iter()
@@ -650,7 +690,16 @@ impl ShopMonitorCore {
         let g = alerting::gate(&self.shop, &self.alerting, &self.link, now_ms);
         let monitor_due = self.monitor.next_due_ms_gated(now_ms, &g);
         let watchdog_due = self.cron.next_due_ms(&self.cron_config).map(|t| t.max(now_ms));
-        monitor_due.into_iter().chain(watchdog_due).chain(self.held_due_ms(now_ms)).min()
+        // The dashboards: a minute or hour to finalize, a board summary to push.
+        let history_due = self.history.next_due_ms().map(|t| t.max(now_ms));
+        let summary_due = self.summary_gate.next_due_ms().map(|t| t.max(now_ms));
+        monitor_due
+            .into_iter()
+            .chain(watchdog_due)
+            .chain(history_due)
+            .chain(summary_due)
+            .chain(self.held_due_ms(now_ms))
+            .min()
     }
 
     /// Outbox entries due at `now_ms`, leased to the caller (store first, then send).
@@ -728,6 +777,65 @@ impl ShopMonitorCore {
             cron_config_errors: self.cron_config_errors.clone(),
             alerting: self.alerting_status(now_ms),
         }
+    }
+
+    // ---- Dashboards (issue 13): history, the fleet board summary, R2 samples. ----
+
+    /// The history route's answer (`GET /history/{24h|30d}`) as of `now_ms`.
+    pub fn history_series(&self, range: Range, now_ms: i64) -> HistorySeries {
+        self.history.series(self.shop(), range, now_ms)
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The shop's summary for the fleet board when a push is due (a firing change, or the
+    /// regular interval); then [`summary_sent`](Self::summary_sent) with the outcome.
+    pub fn board_summary(&mut self, now_ms: i64) -> Option<ShopSummary> {
+        // Building the status is the cost: skip it while nothing can be due.
+        if !self.alerts_changed && self.summary_gate.quiet_until_ms().is_some_and(|t| now_ms < t) {
+            return None;
+        }
+        self.alerts_changed = false;
+        let s = ShopSummary::from_status(&self.status(now_ms), &self.history.last_hour(now_ms), now_ms);
+        if !self.summary_gate.due(&s) {
+            return None;
+        }
+        self.summary_gate.sending(&s);
+        Some(s)
+    }
+
+    pub fn summary_sent(&mut self, ok: bool) {
+        self.summary_gate.sent(ok);
+    }
+
+    /// The daily job's R2 storage sample.
+    pub fn add_r2_sample(&mut self, sample: R2Sample) {
+        self.history.add_r2_sample(sample);
+    }
+
+    /// Test environment and bench only: replace the history with a made-up full one (30
+    /// days at `rps`), to see what full retention costs and looks like.
+    pub fn synthesize_history(&mut self, now_ms: i64, rps: f64, seed: u64) {
+        let mut h = History::new();
+        crate::history::synthetic::fill(&mut h, now_ms, rps, seed);
+        self.history = h;
+    }
+
+    /// History chunks to write (upsert by kind and idx), then
+    /// [`mark_history_persisted`](Self::mark_history_persisted).
+    pub fn history_chunks(&self) -> Vec<Chunk> {
+        self.history.dirty_chunks()
+    }
+
+    pub fn mark_history_persisted(&mut self, keys: &[(ChunkKind, i64)]) {
+        self.history.mark_persisted(keys);
+    }
+
+    /// Stored history chunks of `kind` with an index below this can go.
+    pub fn history_retention_idx(&self, kind: ChunkKind, now_ms: i64) -> i64 {
+        self.history.retention_start_idx(kind, now_ms)
     }
 
     // ---- Persistence: what to store, and what was stored. ----

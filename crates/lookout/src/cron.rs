@@ -168,6 +168,45 @@ impl JobCtx {
         Ok(Db::open(&self.env, self.settings.options.d1_binding, Rc::clone(&self.state.d1))?)
     }
 
+    /// Sample the app's R2 storage for the shop's dashboard (its "R2 storage growth" chart):
+    /// list the bucket (`Options::r2_binding`) under `prefix`, count the objects whose key
+    /// `keep` accepts and their bytes, report them as `r2_objects` and `r2_bytes` in the
+    /// run's results and send the sample to the shop's monitor. A daily job calls it once.
+    /// At most 100 list pages (100,000 objects) are read; a failed send is logged, not fatal.
+    pub async fn sample_r2_usage(&self, prefix: &str, keep: impl Fn(&str) -> bool) -> Result<(u64, u64), JobFailure> {
+        const MAX_PAGES: usize = 100;
+        let bucket = self.env.bucket(self.settings.options.r2_binding)?;
+        let (mut bytes, mut objects, mut cursor) = (0u64, 0u64, None::<String>);
+        for _ in 0..MAX_PAGES {
+            let mut list = bucket.list().prefix(prefix.to_string());
+            if let Some(c) = cursor.take() {
+                list = list.cursor(c);
+            }
+            let page = list.execute().await?;
+            for o in page.objects().iter().filter(|o| keep(&o.key())) {
+                bytes += o.size();
+                objects += 1;
+            }
+            match page.cursor().filter(|_| page.truncated()) {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        self.int("r2_bytes", i64::try_from(bytes).unwrap_or(i64::MAX)).int("r2_objects", objects as i64);
+        let body = serde_json::json!({"bytes": bytes, "objects": objects}).to_string();
+        let binding = self.settings.options.monitor_binding;
+        match monitor_request(&self.env, binding, &self.shop, Method::Post, "/r2/sample", Some(&body)).await {
+            Ok((200, _)) => {}
+            Ok((status, _)) => {
+                log(serde_json::json!({"kind": "r2_sample_failed", "shop": self.shop, "status": status}))
+            }
+            Err(e) => log(
+                serde_json::json!({"kind": "r2_sample_failed", "shop": self.shop, "error": scrub_text(&e.to_string())}),
+            ),
+        }
+        Ok((bytes, objects))
+    }
+
     /// `ENVIRONMENT=test`.
     pub fn is_test_env(&self) -> bool {
         self.settings.test_env

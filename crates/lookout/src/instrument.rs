@@ -166,8 +166,9 @@ impl RequestCtx {
     }
 
     /// Mark the request's line as failed with `class` and a scrubbed `message`, for a route
-    /// that answers a 4xx itself (with details an `AppError`'s fixed message cannot carry).
-    pub(crate) fn note_error(&self, class: &'static str, message: &str) {
+    /// that answers a 4xx itself (a refusal with details an `AppError`'s fixed message cannot
+    /// carry, a page's 401 or 404 in HTML).
+    pub(crate) fn note_error(&self, class: &str, message: &str) {
         let mut r = self.state.record.borrow_mut();
         r.error_class = Some(class.to_string());
         r.error_msg = Some(lookout_core::redact::scrub_text(message));

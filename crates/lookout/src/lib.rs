@@ -10,8 +10,9 @@
 //!                                       └─► FleetMonitor Durable Object (one): fleet incidents,
 //!                                           silences, dead-man's switch ─► heartbeat URL
 //!  cron ─► lookout::cron::run(Jobs) ─► summary line + check-ins ─► ShopMonitor watchdog
-//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume, config, ack),
-//!                                   the fleet object (silences, fleet status)
+//!  /ops/* ─► lookout::ops::serve ─► the shop's monitor (status, AI resume, config, ack, history),
+//!            │                      the fleet object (silences, fleet status)
+//!            └─ dashboards (pages.rs): sign-in cookie, fleet and shop pages, assets
 //! ```
 //!
 //! An adopting Worker (see README "Use lookout in your Worker" and `examples/minimal`):
@@ -34,6 +35,7 @@ pub mod cron;
 pub mod db;
 mod deliver;
 pub mod external;
+mod fleet_board;
 mod fleet_monitor;
 mod forward;
 mod http;
@@ -41,6 +43,7 @@ mod inflight;
 mod instrument;
 pub mod ops;
 mod options;
+pub mod pages;
 pub mod r2;
 pub mod route;
 pub mod settings;

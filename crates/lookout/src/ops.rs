@@ -1,6 +1,8 @@
 //! The operator API, a route an adopting Worker mounts ([`serve`] for paths under `/ops/`,
-//! see [`is_ops_path`]): bearer `OPS_TOKEN` (constant-time compare), then the shop's monitor
-//! or the fleet object answers:
+//! see [`is_ops_path`]): bearer `OPS_TOKEN` (constant-time compare) or the dashboards'
+//! session cookie, then the shop's monitor or the fleet object answers. The dashboards
+//! (sign-in, pages, assets, and the routes only they read: `GET /ops/fleet`, a shop's
+//! `history` and `panels`) are `pages.rs`, routed first.
 //!
 //! | route | answered by |
 //! |---|---|
@@ -18,8 +20,8 @@
 
 use std::rc::Rc;
 
-use lookout_core::auth::{check_bearer, AuthError};
 use lookout_core::cron::ResumeError;
+use lookout_core::dash::PageRoute;
 use lookout_core::error::AppError;
 use worker::{Context, Env, Method, Request, Response};
 
@@ -27,7 +29,7 @@ use crate::fleet_monitor::fleet_request;
 use crate::forward::monitor_request;
 use crate::instrument::{self, json_response, AppResult, RequestCtx, Scope};
 use crate::options::Options;
-use crate::settings;
+use crate::pages;
 
 /// Whether `path` belongs to the operator API.
 pub fn is_ops_path(path: &str) -> bool {
@@ -43,16 +45,22 @@ pub async fn serve(options: &Options, req: Request, env: Env, ctx: &Context) -> 
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 async fn route(mut req: Request, ctx: Rc<RequestCtx>) -> AppResult {
-    let auth = req.headers().get("authorization")?;
-    match check_bearer(auth.as_deref(), settings::var(&ctx.env, "OPS_TOKEN").as_deref()) {
-        Ok(()) => {}
-        Err(AuthError::NotConfigured) => {
-            return Err(AppError::new(401, "Unauthorized", "operator API closed: OPS_TOKEN is not configured").into())
-        }
-        Err(_) => {
-            return Err(AppError::new(401, "Unauthorized", "operator token required (Authorization: Bearer)").into())
-        }
+    // ---- Dashboards (pages.rs): public routes (sign-in, assets), then the session check
+    // (bearer or cookie) for everything, then the pages and the routes only they read. ----
+    let page = PageRoute::of(req.method().as_ref(), &req.path());
+    if let Some(p) = page.as_ref().filter(|p| p.is_public()) {
+        return pages::serve_public(p, &mut req, &ctx).await;
     }
+    if let Err(refused) = pages::authorize(&req, &ctx, page.as_ref()) {
+        return refused;
+    }
+    if let Some(p) = &page {
+        return pages::serve_page(p, &ctx);
+    }
+    if let Some(answer) = pages::api(&req, &ctx).await {
+        return answer;
+    }
+    // ---- The operator API ----
     let path = req.path();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segs.as_slice()) {
@@ -109,7 +117,7 @@ async fn route(mut req: Request, ctx: Rc<RequestCtx>) -> AppResult {
 }
 
 /// `Err(404 UnknownShop)` unless this Worker serves `shop`.
-fn known_shop(ctx: &RequestCtx, shop: &str) -> Result<(), AppError> {
+pub(crate) fn known_shop(ctx: &RequestCtx, shop: &str) -> Result<(), AppError> {
     if ctx.settings.shops.contains(shop) {
         Ok(())
     } else {
@@ -165,7 +173,13 @@ fn pass_through(ctx: &RequestCtx, status: u16, text: String) -> AppResult {
 }
 
 /// Call the shop's monitor and pass its answer through.
-async fn monitor_call(ctx: &RequestCtx, shop: &str, method: Method, path: &str, body: Option<String>) -> AppResult {
+pub(crate) async fn monitor_call(
+    ctx: &RequestCtx,
+    shop: &str,
+    method: Method,
+    path: &str,
+    body: Option<String>,
+) -> AppResult {
     let (status, text) =
         monitor_request(&ctx.env, ctx.options().monitor_binding, shop, method, path, body.as_deref()).await?;
     if status == 409 && path == "/ai/resume" {

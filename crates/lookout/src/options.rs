@@ -1,9 +1,11 @@
 //! What an adopting Worker configures in code: the binding names lookout uses and the app's
-//! error-context keys. Everything else is a var (see README "Configuration"). One `const`
+//! error-context keys, and its dashboard panels. Everything else is a var (see README "Configuration"). One `const`
 //! [`Options`] per Worker, passed to [`crate::wrap`], [`crate::ops::serve`] and
 //! [`crate::cron::run`].
 
 use lookout_core::redact::ContextKeys;
+
+use crate::pages::PanelsHook;
 
 /// lookout's settings that live in code. Build one with [`Options::new`] and the `const`
 /// setters; the defaults are the names the sample shop app uses.
@@ -21,6 +23,8 @@ pub struct Options {
     /// Error-context keys the app may put in an [`crate::AppError`], beyond lookout's own
     /// (`lookout_core::redact::LOOKOUT_CONTEXT_KEYS`). Any other key is dropped and counted.
     pub context_keys: ContextKeys,
+    /// The app's panels on a shop's dashboard page ([`PanelsHook`]); `None`: none.
+    pub panels: Option<PanelsHook>,
 }
 
 impl Options {
@@ -31,6 +35,7 @@ impl Options {
             d1_binding: "DB",
             r2_binding: "FILES",
             context_keys: ContextKeys::new(&[]),
+            panels: None,
         }
     }
 
@@ -51,6 +56,12 @@ impl Options {
 
     pub const fn r2_binding(mut self, name: &'static str) -> Options {
         self.r2_binding = name;
+        self
+    }
+
+    /// Figures the app adds to each shop's dashboard page (today's revenue, open tickets...).
+    pub const fn panels(mut self, hook: PanelsHook) -> Options {
+        self.panels = Some(hook);
         self
     }
 

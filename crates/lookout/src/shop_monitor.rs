@@ -18,10 +18,18 @@
 //! Routes (the binding's only; `?shop=` on each): `POST /ingest` (partial buckets, records
 //! and cron check-ins), `GET /status`, `GET /ai/pause`, `POST /ai/resume`,
 //! `POST /cron/twilio-summary`, `POST /cron/ai-check`, `GET|PUT /config`,
-//! `POST /alerts/{rule}/ack`, `POST /fleet/refresh`. Cron and business alerts go through the
-//! monitor's outbox. After each call the object stores and arms its one alarm at the core's
-//! `next_due_ms`, then tells the fleet object what changed when the core says so
-//! (`fleet_report`) and stores and arms again for what its answer released.
+//! `POST /alerts/{rule}/ack`, `POST /fleet/refresh`; for the dashboards
+//! `GET /history/{24h|30d}`, `POST /r2/sample` and (`ENVIRONMENT=test` only)
+//! `POST /history/synthesize/{rps}`. Cron and business alerts go through the monitor's
+//! outbox. After each call the object stores and arms its one alarm at the core's
+//! `next_due_ms` (the earliest of the monitor's, the watchdog's and the history's), then
+//! tells the fleet object what changed when the core says so (`fleet_report`) and stores and
+//! arms again for what its answer released. After an alarm, the shop's summary goes to the
+//! fleet board when the core says it is due. One instance, named `fleet_board::BOARD_OBJECT`,
+//! holds the fleet board instead (see fleet_board.rs).
+//!
+//! History (issue 13): `history(kind, idx, data BLOB)` holds the rollups' binary chunks,
+//! written when a minute or an hour is finalized (at most once a minute).
 //!
 //! With `ENVIRONMENT=test` two vars inject faults for the end-to-end tests (ignored
 //! elsewhere): `MONITOR_TEST_INGEST_STATUS` (ingest answers that status without reading the
@@ -45,6 +53,10 @@ use lookout_core::shop_monitor::{
 use worker::Method;
 
 use crate::fleet_monitor::{binding_for_objects, fleet_request};
+use lookout_core::history::series::Range;
+use lookout_core::history::{Chunk, ChunkKind, R2Sample};
+
+use crate::fleet_board::{self, BoardHost};
 use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
@@ -107,6 +119,8 @@ pub struct ShopMonitor {
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
     last_alarm_lag_ms: Cell<Option<i64>>,
+    /// The fleet board, in the one instance that holds it (interim, see fleet_board.rs).
+    board: BoardHost,
     /// SQLite rows this instance wrote and read since it started (what storage is billed by).
     rows_written: Cell<u64>,
     rows_read: Cell<u64>,
@@ -147,6 +161,8 @@ impl DurableObject for ShopMonitor {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS ring (start_ms INTEGER PRIMARY KEY, data BLOB NOT NULL)",
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS history (kind INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, \
+             PRIMARY KEY (kind, idx))",
         ] {
             if let Err(e) = sql.exec(ddl, None) {
                 log(serde_json::json!({"kind": "monitor_storage_error", "error": e.to_string()}));
@@ -163,6 +179,7 @@ impl DurableObject for ShopMonitor {
             core,
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
+            board: BoardHost::default(),
             rows_written: Cell::new(0),
             rows_read: Cell::new(0),
             alarms_run: Cell::new(0),
@@ -176,6 +193,9 @@ impl DurableObject for ShopMonitor {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
+        if fleet_board::is_board_path(url.path()) {
+            return self.board.fetch(&self.state, &self.env, req, now_ms()).await;
+        }
         let shop = url.query_pairs().find(|(k, _)| k == "shop").map(|(_, v)| v.to_string()).unwrap_or_default();
         if !is_slug(&shop) {
             return Response::error("monitor: missing or invalid shop", 400);
@@ -219,6 +239,18 @@ impl DurableObject for ShopMonitor {
                 }
                 self.after_call(now).await;
                 Response::from_json(&serde_json::json!({"refreshed": true}))
+            }
+            (Method::Get, ["history", "24h"]) => self.history(Range::Day, now),
+            (Method::Get, ["history", "30d"]) => self.history(Range::Month, now),
+            (Method::Post, ["r2", "sample"]) => {
+                let body = req.bytes().await?;
+                self.r2_sample(&body, now).await
+            }
+            (Method::Post, ["history", "synthesize", rps])
+                if settings::var(&self.env, "ENVIRONMENT").as_deref() == Some("test") =>
+            {
+                let rps = rps.parse::<f64>().unwrap_or(10.0);
+                self.synthesize(rps.clamp(0.1, 1000.0), now).await
             }
             (Method::Post, ["test", "evaluation"])
                 if settings::var(&self.env, "ENVIRONMENT").as_deref() == Some("test") =>
@@ -365,6 +397,7 @@ impl ShopMonitor {
         let (rows, legacy) = self.stored_rows()?;
         let (snapshot, cron, strings) = (self.meta_get("snapshot"), self.meta_get("cron"), self.meta_get("strings"));
         let (shop_config, alerting) = (self.meta_get("config"), self.meta_get("alerting"));
+        let history = self.history_rows();
         let handed_over = take_monitor_handover(shop).ok().and_then(|v| v.as_string());
         let stored = StoredParts {
             snapshot: snapshot.as_deref(),
@@ -375,6 +408,7 @@ impl ShopMonitor {
             settings: shop_config.as_deref(),
             alerting: alerting.as_deref(),
             handed_over: handed_over.as_deref(),
+            history: &history,
         };
         let (mut core, outcome) = ShopMonitorCore::restore(config, shop, stored, now);
         if self.env.durable_object(&binding_for_objects(&self.env)).is_ok() {
@@ -481,6 +515,56 @@ impl ShopMonitor {
                 Response::from_json(&serde_json::json!({"acked": acked}))
             }
         }
+    }
+
+    /// The history table's rows (unreadable rows are skipped; the core names bad chunks).
+    fn history_rows(&self) -> Vec<Chunk> {
+        use worker::SqlStorageValue as V;
+        let Ok(cursor) = self.sql().exec("SELECT kind, idx, data FROM history", None) else { return Vec::new() };
+        cursor
+            .raw()
+            .filter_map(|row| match row.ok()?.as_slice() {
+                [V::Integer(kind), V::Integer(idx), V::Blob(data)] => {
+                    Some(Chunk { kind: ChunkKind::from_code(*kind)?, idx: *idx, data: data.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn history(&self, range: Range, now: i64) -> Result<Response> {
+        let guard = self.core.borrow();
+        let Some(core) = guard.as_ref() else { return Response::error("monitor not loaded", 500) };
+        Response::from_json(&core.history_series(range, now))
+    }
+
+    /// The daily job's R2 storage sample: `{"bytes": n, "objects": n}`.
+    async fn r2_sample(&self, body: &[u8], now: i64) -> Result<Response> {
+        #[derive(serde::Deserialize)]
+        struct Sample {
+            bytes: u64,
+            objects: u64,
+        }
+        let Ok(s) = serde_json::from_slice::<Sample>(body) else {
+            return Response::error("r2 sample: expected {\"bytes\": n, \"objects\": n}", 400);
+        };
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.add_r2_sample(R2Sample { at_ms: now, bytes: s.bytes, objects: s.objects });
+        }
+        self.persist(now);
+        Response::from_json(&serde_json::json!({"sampled": true}))
+    }
+
+    /// Test environment only: a made-up full history (see `history::synthetic`).
+    async fn synthesize(&self, rps: f64, now: i64) -> Result<Response> {
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.synthesize_history(now, rps, now as u64);
+        }
+        let _ = self.sql().exec("DELETE FROM history", None);
+        self.persist(now);
+        self.arm(now).await;
+        self.push_summary(now).await;
+        Response::from_json(&serde_json::json!({"synthesized": true, "rps": rps}))
     }
 
     fn ai_pause(&self, now: i64) -> Result<Response> {
@@ -591,6 +675,17 @@ impl ShopMonitor {
         }
         self.persist(now);
         self.arm(now_ms()).await;
+        self.push_summary(now_ms()).await;
+    }
+
+    /// The shop's summary to the fleet board, when the core says it is due.
+    async fn push_summary(&self, now: i64) {
+        let summary = self.core.borrow_mut().as_mut().and_then(|c| c.board_summary(now));
+        let Some(summary) = summary else { return };
+        let ok = fleet_board::push(&self.env, &summary).await;
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.summary_sent(ok);
+        }
     }
 
     /// Write what the core says changed: closed bucket rows (and drop those out of the ring),
@@ -633,7 +728,25 @@ impl ShopMonitor {
                 }
             }
         }
+        // The dashboards' history chunks (issue 13).
+        let mut history_written = Vec::new();
+        for c in core.history_chunks() {
+            let bindings = vec![c.kind.code().into(), c.idx.into(), worker::SqlStorageValue::Blob(c.data)];
+            match self.exec("INSERT OR REPLACE INTO history (kind, idx, data) VALUES (?, ?, ?)", bindings) {
+                Ok(()) => history_written.push((c.kind, c.idx)),
+                Err(e) => failed("history", e),
+            }
+        }
+        if !history_written.is_empty() {
+            for kind in [ChunkKind::Minutes, ChunkKind::Hours] {
+                let bindings = vec![kind.code().into(), core.history_retention_idx(kind, now).into()];
+                if let Err(e) = self.exec("DELETE FROM history WHERE kind = ? AND idx < ?", bindings) {
+                    failed("history", e);
+                }
+            }
+        }
         core.persisted(&done);
+        core.mark_history_persisted(&history_written);
         // The legacy table's rows are rows of `ring` now.
         if self.legacy_table.get()
             && !core_has_unwritten_legacy(core, now)

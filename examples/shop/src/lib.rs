@@ -21,6 +21,7 @@ pub const TEST_JOBS: [&str; 3] = ["test_error", "test_panic", "test_slow"];
 
 mod app;
 mod audit;
+mod panels;
 mod reconcile;
 mod services;
 mod worker_entry;

@@ -4,7 +4,7 @@
 //! hash-chained audit log (SHA-256, `lookout_core::audit`). Figures go into the run's
 //! `results` as they are known, so a failure part-way still reports what was done. A broken
 //! chain is a result (`audit_chain_verified: false`), not an error: the monitor fires
-//! `audit_chain_broken` from it.
+//! `audit_chain_broken` from it. Last, the shop's R2 storage is sampled for its dashboard.
 
 use chrono::{DateTime, SecondsFormat};
 use lookout::cron::{JobCtx, JobResult};
@@ -26,6 +26,21 @@ pub async fn run(job: JobCtx) -> JobResult {
     sales(&db, &job).await?;
     low_stock(&db, &job).await?;
     audit_chain(&db, &job).await?;
+    r2_usage(&db, &job).await?;
+    Ok(())
+}
+
+/// The shop's ticket photos in R2, sampled for its dashboard (`r2_bytes`, `r2_objects`).
+/// Photos are keyed `tickets/{id}/...`, so the shop's are those of its tickets.
+async fn r2_usage(db: &Db, job: &JobCtx) -> JobResult {
+    #[derive(Deserialize)]
+    struct Id {
+        id: i64,
+    }
+    let ids: Vec<Id> = db.all("SELECT id FROM tickets WHERE shop = ?1", &[job.shop.as_str().into()]).await?;
+    let ids: std::collections::HashSet<i64> = ids.into_iter().map(|t| t.id).collect();
+    let ticket_of = |key: &str| key.strip_prefix("tickets/")?.split('/').next()?.parse::<i64>().ok();
+    job.sample_r2_usage("tickets/", |key| ticket_of(key).is_some_and(|id| ids.contains(&id))).await?;
     Ok(())
 }
 

@@ -11,11 +11,12 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 /// The Durable Object classes `wrangler.toml` binds as `SHOP_MONITOR` and `FLEET_MONITOR`.
 pub use lookout::{FleetMonitor, ShopMonitor};
 
-use crate::{app, reconcile, DAILY_AI_CHECK, DAILY_RECONCILIATION, WEEKLY_TWILIO_SUMMARY};
+use crate::{app, panels, reconcile, DAILY_AI_CHECK, DAILY_RECONCILIATION, WEEKLY_TWILIO_SUMMARY};
 
-/// lookout's settings in code: default binding names (`SHOP_MONITOR`, `DB`, `FILES`) and the
-/// error-context keys this app uses.
-pub const LOOKOUT: Options = Options::new().context_keys(&["ticket_id", "line_id", "customer_id", "blocker"]);
+/// lookout's settings in code: default binding names (`SHOP_MONITOR`, `DB`, `FILES`), the
+/// error-context keys this app uses, and its panels on the shop dashboards.
+pub const LOOKOUT: Options =
+    Options::new().context_keys(&["ticket_id", "line_id", "customer_id", "blocker"]).panels(panels::shop_panels);
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {

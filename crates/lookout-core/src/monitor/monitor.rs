@@ -299,6 +299,11 @@ impl Monitor {
         report
     }
 
+    /// Whether a partial of this id was taken lately (another batch carrying it again).
+    pub fn seen_partial(&self, id: &str) -> bool {
+        self.recent_partial_ids.contains(id)
+    }
+
     /// Count partial buckets as of `now_ms`, like their records would have been; a partial
     /// whose id was taken lately is skipped (counted in `duplicate_partials`). Not an ingest
     /// call of its own: call [`ingest`](Self::ingest) for the same batch's records (an empty

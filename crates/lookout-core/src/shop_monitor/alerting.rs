@@ -214,6 +214,7 @@ impl ShopMonitorCore {
     /// then kept, and goes when the hold ends if still open); a resolve goes when its trigger
     /// went. The owner's email goes whatever holds the operator's.
     pub(super) fn notify(&mut self, events: &[CronAlertEvent], now_ms: i64) -> Vec<LogLine> {
+        self.alerts_changed |= !events.is_empty();
         let mut lines = Vec::with_capacity(events.len());
         for e in events {
             let key = cron_dedup_key(&self.shop, e);

@@ -45,6 +45,8 @@ fn store(core: &mut ShopMonitorCore, now_ms: i64) -> (usize, bool, bool) {
         alerting: plan.alerting.is_some(),
     };
     core.persisted(&done);
+    let history: Vec<_> = core.history_chunks().iter().map(|c| (c.kind, c.idx)).collect();
+    core.mark_history_persisted(&history);
     (done.rows.len(), done.snapshot, done.cron)
 }
 
@@ -226,6 +228,9 @@ fn the_alarm_is_the_earliest_due_time_of_the_monitor_and_the_watchdog() {
     core.ingest(batch(vec![record("req_a", T0, 0)], vec![]), T0);
     assert_eq!(core.next_due_ms(T0), Some(T0));
     core.tick(T0);
+    // After its tick the Durable Object pushes the shop's summary to the fleet board.
+    assert!(core.board_summary(T0).is_some());
+    core.summary_sent(true);
     let monitor_due = core.monitor().next_due_ms(T0).expect("the open bucket must close and be stored");
     assert!(monitor_due < watchdog_due);
     assert_eq!(core.next_due_ms(T0), Some(monitor_due));
@@ -465,4 +470,104 @@ fn a_hand_over_after_a_panic_keeps_the_open_bucket_and_the_counters() {
     let stored = StoredParts { handed_over: Some("{"), ..StoredParts::default() };
     let (_, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, T0 + 10_600);
     assert_eq!(kinds(&outcome.lines), ["monitor_restore_error"]);
+}
+
+// ---- Dashboards (issue 13): history rollups and the fleet board summary ----
+
+#[test]
+fn records_feed_the_history_and_the_alarm_finalizes_minutes() {
+    use crate::history::{series::Range, MINUTE_MS, SETTLE_MS};
+    let mut core = loaded(config(None, None), T0);
+    let mut failing = record("r1", T0 + 1_000, 0);
+    failing.status = 503;
+    failing.error_class = Some("D1Error".into());
+    core.ingest(batch(vec![record("r0", T0 + 500, 2_000), failing], vec![]), T0 + 1_100);
+    // The minute is open: the series shows it as of now, the alarm is due to finalize it.
+    let now = T0 + 2_000;
+    let day = core.history_series(Range::Day, now);
+    assert_eq!(day.last_hour.requests, 2);
+    assert_eq!(day.last_hour.errors_5xx, 1);
+    assert_eq!(day.totals.claude_micros, 2_000);
+    assert!(core.next_due_ms(now).unwrap() <= T0 + MINUTE_MS + SETTLE_MS);
+    store(&mut core, now);
+    core.ingest(batch(vec![record("r2", T0 + 1_500, 0)], vec![]), T0 + 1_600);
+    assert!(core.history_chunks().is_empty(), "traffic alone writes no history");
+    // The alarm at the settle time finalizes it: a minute chunk and the open chunk to write.
+    let at = T0 + MINUTE_MS + SETTLE_MS;
+    core.tick(at);
+    let chunks = core.history_chunks();
+    assert!(chunks.iter().any(|c| c.kind == ChunkKind::Minutes));
+    assert!(chunks.iter().any(|c| c.kind == ChunkKind::Open));
+    let keys: Vec<_> = chunks.iter().map(|c| (c.kind, c.idx)).collect();
+    core.mark_history_persisted(&keys);
+    assert!(core.history_chunks().is_empty());
+    // A restore from the stored history has the same history.
+    let stored = StoredParts { history: &chunks, ..StoredParts::default() };
+    let (back, outcome) = ShopMonitorCore::restore(config(None, None), "swicked", stored, at);
+    assert!(outcome.lines.is_empty(), "{:?}", outcome.lines);
+    assert_eq!(back.history_series(Range::Day, at), core.history_series(Range::Day, at));
+    let top = &back.history_series(Range::Day, at).top_error_classes;
+    assert_eq!(top[0].class, "D1Error");
+}
+
+#[test]
+fn the_board_summary_is_pushed_on_a_firing_change_and_every_30_s() {
+    let mut core = loaded(config(None, None), T0);
+    let s = core.board_summary(T0).expect("the first summary goes at once");
+    assert_eq!(s.shop, "swicked");
+    assert!(s.firing.is_empty());
+    core.summary_sent(true);
+    assert!(core.board_summary(T0 + 1_000).is_none());
+    let s = core.board_summary(T0 + 30_000).expect("then every 30 s");
+    core.summary_sent(true);
+    assert_eq!(s.requests_1h, 0);
+    // No traffic: nothing to wake for.
+    assert_eq!(core.next_due_ms(T0 + 30_000), None);
+    // 5xx over the default rule's floor: firing after the sustain time, pushed at once.
+    let mut fired = None;
+    for i in 0..400 {
+        let now = T0 + 31_000 + i * 1_000;
+        let mut r = record(&format!("f{i}"), now, 0);
+        r.status = 500;
+        core.ingest(batch(vec![r], vec![]), now);
+        core.tick(now);
+        if let Some(s) = core.board_summary(now) {
+            core.summary_sent(true);
+            if !s.firing.is_empty() {
+                fired = Some((now, s));
+                break;
+            }
+        }
+    }
+    let (at, s) = fired.expect("the 5xx rule fired and its summary went out");
+    assert_eq!(s.firing[0].rule, "http_5xx_rate");
+    assert!(s.requests_1h > 0 && s.errors_5xx_1h == s.requests_1h);
+    // Pushed in the very tick that fired it (not at the next 30 s).
+    let status = core.status(at);
+    let rule = status.monitor.rules.iter().find(|r| r.rule.name() == "http_5xx_rate").unwrap();
+    assert_eq!(rule.fired_at.as_deref(), Some(crate::monitor::time::rfc3339_ms(at).as_str()));
+    assert_eq!(s.firing[0].since, rule.fired_at);
+}
+
+#[test]
+fn partial_buckets_feed_the_history_once_even_when_sent_again() {
+    use crate::history::series::Range;
+    let mut core = loaded(config(None, None), T0);
+    let mut recs: Vec<RequestRecord> =
+        (0..6).map(|i| record(&format!("req_00000000020{i}"), T0 + 200 * i, 1_000)).collect();
+    recs[0].status = 502;
+    recs[0].error_class = Some("UpstreamTimeout".into());
+    recs[1].status = 500;
+    let p = partials(&recs, "isoc");
+    core.ingest(Parsed { partials: p.clone(), ..Parsed::default() }, T0 + 1_500);
+    // The same batch again (a retried call): the monitor skips it, so does the history.
+    let again = core.ingest(Parsed { partials: p, ..Parsed::default() }, T0 + 1_600);
+    assert!(again.report.duplicate_partials > 0);
+    let h = core.history_series(Range::Day, T0 + 2_000);
+    assert_eq!((h.last_hour.requests, h.last_hour.errors_5xx), (6, 2));
+    assert_eq!(h.totals.claude_micros, 6_000);
+    let mut classes: Vec<(&str, u64)> = h.top_error_classes.iter().map(|c| (c.class.as_str(), c.count)).collect();
+    classes.sort();
+    assert_eq!(classes, [("HTTP 500", 1), ("UpstreamTimeout", 1)], "the monitor's error labels");
+    assert!(h.series.request_p95_ms[1439].is_some(), "the partials' digests were merged");
 }

@@ -1,0 +1,137 @@
+//! The fleet board's home and the shop monitors' pushes to it (issue 13).
+//!
+//! INTERIM HOME, until the fleet-level Durable Object of issue 12 lands: the board lives in
+//! one instance of the `ShopMonitor` class, named [`BOARD_OBJECT`] (not a slug, so no shop can
+//! have it), reached through the same binding, so no new class, migration or binding is
+//! needed. Its two routes are handled here before any shop logic: moving them into the
+//! fleet object is moving [`fetch`] and pointing [`push`] at it.
+//!
+//! - `POST /board/summary` (from a shop monitor): a `ShopSummary`, checked, kept if newer.
+//! - `GET /board/view/{limit}` (from `GET /ops/fleet`): the `FleetView`, from memory.
+//!
+//! Storage: `board(shop TEXT PRIMARY KEY, at_ms INTEGER, data TEXT)`, one row per shop,
+//! written on each accepted push; read once when the object loads.
+
+use std::cell::RefCell;
+
+use lookout_core::board::{FleetBoard, ShopSummary, DEFAULT_LIMIT, MAX_LIMIT};
+use lookout_core::shop::ShopSet;
+use worker::{console_log, Env, Method, Request, RequestInit, Response, Result, State};
+
+use crate::settings;
+
+/// The name of the object that holds the board.
+pub const BOARD_OBJECT: &str = "_fleet-board";
+/// The var naming the `ShopMonitor` namespace binding (the object is built by the runtime,
+/// so it cannot read the Worker's `Options`); default `SHOP_MONITOR`.
+pub const MONITOR_BINDING_VAR: &str = "MONITOR_BINDING";
+const DEFAULT_MONITOR_BINDING: &str = "SHOP_MONITOR";
+
+/// Whether a request to a `ShopMonitor` object is for the board.
+pub fn is_board_path(path: &str) -> bool {
+    path.starts_with("/board/")
+}
+
+fn log(v: serde_json::Value) {
+    console_log!("{v}");
+}
+
+/// The board's state inside its object.
+#[derive(Default)]
+pub struct BoardHost {
+    board: RefCell<Option<FleetBoard>>,
+}
+
+impl BoardHost {
+    fn load(&self, state: &State) {
+        if self.board.borrow().is_some() {
+            return;
+        }
+        let sql = state.storage().sql();
+        if let Err(e) = sql.exec(
+            "CREATE TABLE IF NOT EXISTS board (shop TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, data TEXT NOT NULL)",
+            None,
+        ) {
+            log(serde_json::json!({"kind": "board_storage_error", "error": e.to_string()}));
+        }
+        #[derive(serde::Deserialize)]
+        struct Row {
+            data: String,
+        }
+        let rows: Vec<Row> = sql.exec("SELECT data FROM board", None).and_then(|c| c.to_array()).unwrap_or_else(|e| {
+            log(serde_json::json!({"kind": "board_storage_error", "error": e.to_string()}));
+            Vec::new()
+        });
+        let (board, bad) = FleetBoard::restore(rows.iter().map(|r| r.data.as_str()));
+        if bad > 0 {
+            log(serde_json::json!({"kind": "board_restore_error", "unreadable_rows": bad}));
+        }
+        *self.board.borrow_mut() = Some(board);
+    }
+
+    /// Serve a board route (see the module doc).
+    pub async fn fetch(&self, state: &State, env: &Env, mut req: Request, now_ms: i64) -> Result<Response> {
+        self.load(state);
+        let path = req.path();
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (req.method(), segs.as_slice()) {
+            (Method::Post, ["board", "summary"]) => {
+                let body = req.bytes().await?;
+                let summary = match ShopSummary::parse(&body) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log(serde_json::json!({"kind": "board_summary_refused", "error": e.to_string()}));
+                        return Response::error(e.to_string(), 400);
+                    }
+                };
+                let data = serde_json::to_string(&summary)?;
+                let (shop, at_ms) = (summary.shop.clone(), summary.at_ms);
+                let kept = self.board.borrow_mut().as_mut().is_some_and(|b| b.upsert(summary));
+                if kept {
+                    state.storage().sql().exec(
+                        "INSERT OR REPLACE INTO board (shop, at_ms, data) VALUES (?, ?, ?)",
+                        vec![shop.into(), at_ms.into(), data.into()],
+                    )?;
+                }
+                Response::from_json(&serde_json::json!({"kept": kept}))
+            }
+            (Method::Get, ["board", "view", limit]) => {
+                let limit = limit.parse().unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+                let (shops, _) = ShopSet::from_vars(
+                    settings::var(env, "SHOP_SLUG").as_deref(),
+                    settings::var(env, "SHOPS").as_deref(),
+                );
+                let guard = self.board.borrow();
+                let Some(board) = guard.as_ref() else { return Response::error("board not loaded", 500) };
+                Response::from_json(&board.view(shops.all(), now_ms, limit))
+            }
+            _ => Response::error("board: no such route", 404),
+        }
+    }
+}
+
+/// Push a shop's summary to the board (from the shop's monitor). Returns whether it arrived.
+pub async fn push(env: &Env, summary: &ShopSummary) -> bool {
+    let binding = settings::var(env, MONITOR_BINDING_VAR).unwrap_or_else(|| DEFAULT_MONITOR_BINDING.into());
+    let result: Result<u16> = async {
+        let stub = env.durable_object(&binding)?.get_by_name(BOARD_OBJECT)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(serde_json::to_string(summary)?.into()));
+        let req = Request::new_with_init("https://board/board/summary", &init)?;
+        let mut resp = stub.fetch_with_request(req).await?;
+        let _ = resp.text().await;
+        Ok(resp.status_code())
+    }
+    .await;
+    match result {
+        Ok(200) => true,
+        Ok(status) => {
+            log(serde_json::json!({"kind": "board_push_failed", "shop": summary.shop, "status": status}));
+            false
+        }
+        Err(e) => {
+            log(serde_json::json!({"kind": "board_push_failed", "shop": summary.shop, "error": e.to_string()}));
+            false
+        }
+    }
+}
