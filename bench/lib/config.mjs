@@ -83,14 +83,21 @@ export function writeConfig({ root, outDir, stateDir, ports, serviceVars, toml }
   globalOutbound = "loopback-net",
 );`;
     }
-    bindings.push(d1Binding, `(name = "SHOP_MONITOR", durableObjectNamespace = "ShopMonitor")`);
+    bindings.push(
+      d1Binding,
+      `(name = "SHOP_MONITOR", durableObjectNamespace = "ShopMonitor")`,
+      `(name = "FLEET_MONITOR", durableObjectNamespace = "FleetMonitor")`,
+    );
     return `const ${name}Worker :Workerd.Worker = (
   modules = ${appModules},
   compatibilityDate = ${q(toml.compatibilityDate)},
   bindings = [
     ${bindings.join(",\n    ")},
   ],
-  durableObjectNamespaces = [ (className = "ShopMonitor", uniqueKey = ${q(`lookout-bench-${name}-ShopMonitor`)}, enableSql = true) ],
+  durableObjectNamespaces = [
+    (className = "ShopMonitor", uniqueKey = ${q(`lookout-bench-${name}-ShopMonitor`)}, enableSql = true),
+    (className = "FleetMonitor", uniqueKey = ${q(`lookout-bench-${name}-FleetMonitor`)}, enableSql = true),
+  ],
   durableObjectStorage = (localDisk = "do-disk"),
   globalOutbound = "loopback-net",
 );`;

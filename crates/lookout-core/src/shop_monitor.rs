@@ -692,7 +692,8 @@ impl ShopMonitorCore {
         let watchdog_due = self.cron.next_due_ms(&self.cron_config).map(|t| t.max(now_ms));
         // The dashboards: a minute or hour to finalize, a board summary to push.
         let history_due = self.history.next_due_ms().map(|t| t.max(now_ms));
-        let summary_due = self.summary_gate.next_due_ms().map(|t| t.max(now_ms));
+        // (The board lives in the fleet object: no fleet object, no pushes.)
+        let summary_due = self.summary_gate.next_due_ms().filter(|_| self.link.enabled).map(|t| t.max(now_ms));
         monitor_due
             .into_iter()
             .chain(watchdog_due)
@@ -793,6 +794,9 @@ impl ShopMonitorCore {
     /// The shop's summary for the fleet board when a push is due (a firing change, or the
     /// regular interval); then [`summary_sent`](Self::summary_sent) with the outcome.
     pub fn board_summary(&mut self, now_ms: i64) -> Option<ShopSummary> {
+        if !self.link.enabled {
+            return None;
+        }
         // Building the status is the cost: skip it while nothing can be due.
         if !self.alerts_changed && self.summary_gate.quiet_until_ms().is_some_and(|t| now_ms < t) {
             return None;

@@ -1,10 +1,5 @@
-//! The fleet board's home and the shop monitors' pushes to it (issue 13).
-//!
-//! INTERIM HOME, until the fleet-level Durable Object of issue 12 lands: the board lives in
-//! one instance of the `ShopMonitor` class, named [`BOARD_OBJECT`] (not a slug, so no shop can
-//! have it), reached through the same binding, so no new class, migration or binding is
-//! needed. Its two routes are handled here before any shop logic: moving them into the
-//! fleet object is moving [`fetch`] and pointing [`push`] at it.
+//! The fleet board, held by the one `FleetMonitor` object (fleet_monitor.rs routes `/board/*`
+//! here), and the shop monitors' pushes to it (issue 13).
 //!
 //! - `POST /board/summary` (from a shop monitor): a `ShopSummary`, checked, kept if newer.
 //! - `GET /board/view/{limit}` (from `GET /ops/fleet`): the `FleetView`, from memory.
@@ -16,18 +11,12 @@ use std::cell::RefCell;
 
 use lookout_core::board::{FleetBoard, ShopSummary, DEFAULT_LIMIT, MAX_LIMIT};
 use lookout_core::shop::ShopSet;
-use worker::{console_log, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{console_log, Env, Method, Request, Response, Result, State};
 
+use crate::fleet_monitor::{binding_for_objects, fleet_request};
 use crate::settings;
 
-/// The name of the object that holds the board.
-pub const BOARD_OBJECT: &str = "_fleet-board";
-/// The var naming the `ShopMonitor` namespace binding (the object is built by the runtime,
-/// so it cannot read the Worker's `Options`); default `SHOP_MONITOR`.
-pub const MONITOR_BINDING_VAR: &str = "MONITOR_BINDING";
-const DEFAULT_MONITOR_BINDING: &str = "SHOP_MONITOR";
-
-/// Whether a request to a `ShopMonitor` object is for the board.
+/// Whether a request to the fleet object is for the board.
 pub fn is_board_path(path: &str) -> bool {
     path.starts_with("/board/")
 }
@@ -110,27 +99,21 @@ impl BoardHost {
     }
 }
 
-/// Push a shop's summary to the board (from the shop's monitor). Returns whether it arrived.
+/// Push a shop's summary to the board in the fleet object (from the shop's monitor, through
+/// the binding the monitors use). Returns whether it arrived.
 pub async fn push(env: &Env, summary: &ShopSummary) -> bool {
-    let binding = settings::var(env, MONITOR_BINDING_VAR).unwrap_or_else(|| DEFAULT_MONITOR_BINDING.into());
-    let result: Result<u16> = async {
-        let stub = env.durable_object(&binding)?.get_by_name(BOARD_OBJECT)?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post).with_body(Some(serde_json::to_string(summary)?.into()));
-        let req = Request::new_with_init("https://board/board/summary", &init)?;
-        let mut resp = stub.fetch_with_request(req).await?;
-        let _ = resp.text().await;
-        Ok(resp.status_code())
-    }
-    .await;
+    let result = match serde_json::to_string(summary) {
+        Ok(body) => fleet_request(env, &binding_for_objects(env), Method::Post, "/board/summary", Some(&body)).await,
+        Err(e) => Err(e.to_string()),
+    };
     match result {
-        Ok(200) => true,
-        Ok(status) => {
+        Ok((200, _)) => true,
+        Ok((status, _)) => {
             log(serde_json::json!({"kind": "board_push_failed", "shop": summary.shop, "status": status}));
             false
         }
         Err(e) => {
-            log(serde_json::json!({"kind": "board_push_failed", "shop": summary.shop, "error": e.to_string()}));
+            log(serde_json::json!({"kind": "board_push_failed", "shop": summary.shop, "error": e}));
             false
         }
     }

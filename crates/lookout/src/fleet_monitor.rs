@@ -12,6 +12,10 @@
 //! silences and the open fleet incidents), `GET /status`, `GET /silences`, `POST /silences`,
 //! `DELETE /silences/{id}`, `POST /touch` (load and arm the alarm). The alarm pings
 //! `DEADMAN_URL` every `DEADMAN_INTERVAL_S` and delivers the fleet's alerts.
+//!
+//! It also holds the dashboards' fleet board (fleet_board.rs): `POST /board/summary` (a shop
+//! monitor's summary push) and `GET /board/view/{limit}` (what `GET /ops/fleet` answers),
+//! stored in its own `board` table and served from memory.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -26,6 +30,7 @@ use lookout_core::routing::RoutingSpec;
 use lookout_core::shop::ShopSet;
 use lookout_core::silence::SilenceError;
 
+use crate::fleet_board::{self, BoardHost};
 use crate::{deliver, settings};
 
 /// The fleet object's binding name unless configured otherwise.
@@ -97,6 +102,8 @@ pub struct FleetMonitor {
     env: Env,
     core: RefCell<Option<FleetCore>>,
     armed_at: Cell<Option<i64>>,
+    /// The dashboards' fleet board (loaded on its first route).
+    board: BoardHost,
 }
 
 impl DurableObject for FleetMonitor {
@@ -110,11 +117,15 @@ impl DurableObject for FleetMonitor {
                 console_log!("{}", serde_json::json!({"kind": "fleet_storage_error", "error": e.to_string()}));
             }
         }
-        FleetMonitor { state, env, core: RefCell::new(None), armed_at: Cell::new(None) }
+        FleetMonitor { state, env, core: RefCell::new(None), armed_at: Cell::new(None), board: BoardHost::default() }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
+        if fleet_board::is_board_path(&req.path()) {
+            // The board needs nothing of the fleet's alerting state.
+            return self.board.fetch(&self.state, &self.env, req, now).await;
+        }
         self.ensure_loaded(now).await?;
         let path = req.path();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

@@ -192,7 +192,7 @@ pub(crate) async fn monitor_call(
 }
 
 /// Call the fleet object; not bound or unreachable: 503.
-async fn fleet_call(ctx: &RequestCtx, method: Method, path: &str, body: Option<String>) -> AppResult {
+pub(crate) async fn fleet_call(ctx: &RequestCtx, method: Method, path: &str, body: Option<String>) -> AppResult {
     match fleet_request(&ctx.env, ctx.options().fleet_binding, method, path, body.as_deref()).await {
         Ok((status, text)) => pass_through(ctx, status, text),
         Err(e) => {

@@ -23,9 +23,8 @@ use worker::{Env, Headers, Method, Request, Response};
 
 use crate::clock::{random_u64, wall_ms};
 use crate::db::Db;
-use crate::fleet_board::BOARD_OBJECT;
 use crate::instrument::{AppResult, Failure, RequestCtx};
-use crate::ops::{known_shop, monitor_call};
+use crate::ops::{fleet_call, known_shop, monitor_call};
 use crate::settings;
 
 const DASH_JS: &[u8] = include_bytes!("../assets/dash.js");
@@ -255,7 +254,7 @@ async fn fleet(req: &Request, ctx: &RequestCtx) -> AppResult {
         Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
         Some(_) => return Err(AppError::new(400, "BadLimit", "limit must be 1 to 10000").into()),
     };
-    monitor_call(ctx, BOARD_OBJECT, Method::Get, &format!("/board/view/{limit}"), None).await
+    fleet_call(ctx, Method::Get, &format!("/board/view/{limit}"), None).await
 }
 
 async fn history(req: &Request, ctx: &RequestCtx, shop: &str) -> AppResult {

@@ -25,8 +25,7 @@
 //! `next_due_ms` (the earliest of the monitor's, the watchdog's and the history's), then
 //! tells the fleet object what changed when the core says so (`fleet_report`) and stores and
 //! arms again for what its answer released. After an alarm, the shop's summary goes to the
-//! fleet board when the core says it is due. One instance, named `fleet_board::BOARD_OBJECT`,
-//! holds the fleet board instead (see fleet_board.rs).
+//! fleet board (in the fleet object, see fleet_board.rs) when the core says it is due.
 //!
 //! History (issue 13): `history(kind, idx, data BLOB)` holds the rollups' binary chunks,
 //! written when a minute or an hour is finalized (at most once a minute).
@@ -56,7 +55,7 @@ use crate::fleet_monitor::{binding_for_objects, fleet_request};
 use lookout_core::history::series::Range;
 use lookout_core::history::{Chunk, ChunkKind, R2Sample};
 
-use crate::fleet_board::{self, BoardHost};
+use crate::fleet_board;
 use crate::{deliver, settings};
 
 fn now_ms() -> i64 {
@@ -119,8 +118,6 @@ pub struct ShopMonitor {
     armed_at: Cell<Option<i64>>,
     /// The alarm time `alarm()` was scheduled for, to report lateness.
     last_alarm_lag_ms: Cell<Option<i64>>,
-    /// The fleet board, in the one instance that holds it (interim, see fleet_board.rs).
-    board: BoardHost,
     /// SQLite rows this instance wrote and read since it started (what storage is billed by).
     rows_written: Cell<u64>,
     rows_read: Cell<u64>,
@@ -179,7 +176,6 @@ impl DurableObject for ShopMonitor {
             core,
             armed_at: Cell::new(None),
             last_alarm_lag_ms: Cell::new(None),
-            board: BoardHost::default(),
             rows_written: Cell::new(0),
             rows_read: Cell::new(0),
             alarms_run: Cell::new(0),
@@ -193,9 +189,6 @@ impl DurableObject for ShopMonitor {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let url = req.url()?;
-        if fleet_board::is_board_path(url.path()) {
-            return self.board.fetch(&self.state, &self.env, req, now_ms()).await;
-        }
         let shop = url.query_pairs().find(|(k, _)| k == "shop").map(|(_, v)| v.to_string()).unwrap_or_default();
         if !is_slug(&shop) {
             return Response::error("monitor: missing or invalid shop", 400);

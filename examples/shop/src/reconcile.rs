@@ -26,21 +26,16 @@ pub async fn run(job: JobCtx) -> JobResult {
     sales(&db, &job).await?;
     low_stock(&db, &job).await?;
     audit_chain(&db, &job).await?;
-    r2_usage(&db, &job).await?;
+    r2_usage(&job).await?;
     Ok(())
 }
 
 /// The shop's ticket photos in R2, sampled for its dashboard (`r2_bytes`, `r2_objects`).
-/// Photos are keyed `tickets/{id}/...`, so the shop's are those of its tickets.
-async fn r2_usage(db: &Db, job: &JobCtx) -> JobResult {
-    #[derive(Deserialize)]
-    struct Id {
-        id: i64,
-    }
-    let ids: Vec<Id> = db.all("SELECT id FROM tickets WHERE shop = ?1", &[job.shop.as_str().into()]).await?;
-    let ids: std::collections::HashSet<i64> = ids.into_iter().map(|t| t.id).collect();
-    let ticket_of = |key: &str| key.strip_prefix("tickets/")?.split('/').next()?.parse::<i64>().ok();
-    job.sample_r2_usage("tickets/", |key| ticket_of(key).is_some_and(|id| ids.contains(&id))).await?;
+/// Photos are keyed `shops/{shop}/tickets/{id}/{name}` (services.rs), so the shop's are
+/// exactly those under its prefix.
+async fn r2_usage(job: &JobCtx) -> JobResult {
+    let prefix = format!("shops/{}/", job.shop);
+    job.sample_r2_usage(&prefix, |_| true).await?;
     Ok(())
 }
 

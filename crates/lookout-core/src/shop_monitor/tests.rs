@@ -219,6 +219,7 @@ fn rejected_items_are_logged_and_answered() {
 #[test]
 fn the_alarm_is_the_earliest_due_time_of_the_monitor_and_the_watchdog() {
     let mut core = loaded(config(Some(DAILY), None), T0);
+    core.enable_fleet();
     let watchdog_due = core.cron_state().next_due_ms(core.cron_config()).expect("a watched cron");
     assert_eq!(watchdog_due, MISSED_AT);
     // Idle monitor: the watchdog's due time alone.
@@ -511,8 +512,31 @@ fn records_feed_the_history_and_the_alarm_finalizes_minutes() {
 }
 
 #[test]
+fn without_a_fleet_object_no_summary_is_built() {
+    // The board lives in the fleet object: a Worker without one gets no pushes (and no
+    // wake-ups for them), whatever its traffic; with one, the first tick's summary goes out.
+    let (mut core, mut with_fleet) = (loaded(config(None, None), T0), loaded(config(None, None), T0));
+    with_fleet.enable_fleet();
+    let mut pushed = 0;
+    for i in 0..90 {
+        let now = T0 + i * 1_000;
+        for c in [&mut core, &mut with_fleet] {
+            c.ingest(batch(vec![record(&format!("r{i}"), now, 0)], vec![]), now);
+            c.tick(now);
+        }
+        assert!(core.board_summary(now).is_none());
+        if with_fleet.board_summary(now).is_some() {
+            with_fleet.summary_sent(true);
+            pushed += 1;
+        }
+    }
+    assert!((3..=4).contains(&pushed), "with a fleet object: at once, then every 30 s ({pushed})");
+}
+
+#[test]
 fn the_board_summary_is_pushed_on_a_firing_change_and_every_30_s() {
     let mut core = loaded(config(None, None), T0);
+    core.enable_fleet();
     let s = core.board_summary(T0).expect("the first summary goes at once");
     assert_eq!(s.shop, "swicked");
     assert!(s.firing.is_empty());
