@@ -31,7 +31,7 @@ use lookout_core::shop::ShopSet;
 use lookout_core::silence::SilenceError;
 
 use crate::fleet_board::{self, BoardHost};
-use crate::{deliver, settings};
+use crate::{deliver, object_meta, settings};
 
 /// The fleet object's binding name unless configured otherwise.
 pub const DEFAULT_FLEET_BINDING: &str = "FLEET_MONITOR";
@@ -109,10 +109,8 @@ pub struct FleetMonitor {
 impl DurableObject for FleetMonitor {
     fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
-        for ddl in [
-            "CREATE TABLE IF NOT EXISTS shops (shop TEXT PRIMARY KEY, data TEXT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        ] {
+        for ddl in ["CREATE TABLE IF NOT EXISTS shops (shop TEXT PRIMARY KEY, data TEXT NOT NULL)", object_meta::CREATE]
+        {
             if let Err(e) = sql.exec(ddl, None) {
                 console_log!("{}", serde_json::json!({"kind": "fleet_storage_error", "error": e.to_string()}));
             }
@@ -183,17 +181,11 @@ impl FleetMonitor {
     }
 
     fn meta_get(&self, key: &str) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            value: String,
-        }
-        let rows: Vec<Row> =
-            self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?.to_array().ok()?;
-        rows.into_iter().next().map(|r| r.value)
+        object_meta::get(&self.sql(), key).ok()?.0
     }
 
     fn meta_put(&self, key: &str, value: &str) -> Result<()> {
-        self.sql().exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", vec![key.into(), value.into()])?;
+        self.sql().exec(object_meta::PUT, vec![key.into(), value.into()])?;
         Ok(())
     }
 

@@ -41,6 +41,7 @@ mod forward;
 mod http;
 mod inflight;
 mod instrument;
+mod object_meta;
 pub mod ops;
 mod options;
 pub mod pages;

@@ -56,7 +56,7 @@ use lookout_core::history::series::Range;
 use lookout_core::history::{Chunk, ChunkKind, R2Sample};
 
 use crate::fleet_board;
-use crate::{deliver, settings};
+use crate::{deliver, object_meta, settings};
 
 fn now_ms() -> i64 {
     worker::js_sys::Date::now() as i64
@@ -157,7 +157,7 @@ impl DurableObject for ShopMonitor {
         let sql = state.storage().sql();
         for ddl in [
             "CREATE TABLE IF NOT EXISTS ring (start_ms INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            object_meta::CREATE,
             "CREATE TABLE IF NOT EXISTS history (kind INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, \
              PRIMARY KEY (kind, idx))",
         ] {
@@ -310,18 +310,13 @@ impl ShopMonitor {
     }
 
     fn meta_get(&self, key: &str) -> Option<String> {
-        #[derive(serde::Deserialize)]
-        struct Row {
-            value: String,
-        }
-        let cursor = self.sql().exec("SELECT value FROM meta WHERE key = ?", vec![key.into()]).ok()?;
-        let rows: Vec<Row> = cursor.to_array().ok()?;
+        let (value, cursor) = object_meta::get(&self.sql(), key).ok()?;
         self.count(&cursor);
-        rows.into_iter().next().map(|r| r.value)
+        value
     }
 
     fn meta_put(&self, key: &str, value: &str) -> Result<()> {
-        self.exec("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", vec![key.into(), value.into()])
+        self.exec(object_meta::PUT, vec![key.into(), value.into()])
     }
 
     /// Run a statement, counting the rows it wrote.

@@ -347,6 +347,11 @@ impl FleetCore {
             last_sent_ms: None,
             repeats: 0,
         };
+        self.open_incident(key, inc, now_ms, lines);
+    }
+
+    /// Keep a new incident under `key` and notify it (unless a silence holds it).
+    fn open_incident(&mut self, key: String, inc: Incident, now_ms: i64, lines: &mut Vec<FleetLine>) {
         self.meta.incidents.insert(key, inc.clone());
         self.meta_dirty = true;
         let held = self.hold(&inc, NotifyReason::FirstFiring, now_ms).map(|s| s.id.clone());
@@ -395,10 +400,7 @@ impl FleetCore {
                     last_sent_ms: None,
                     repeats: 0,
                 };
-                self.meta.incidents.insert(key, inc.clone());
-                self.meta_dirty = true;
-                let held = self.hold(&inc, NotifyReason::FirstFiring, now_ms).map(|s| s.id.clone());
-                self.change(&inc, now_ms, held, lines);
+                self.open_incident(key, inc, now_ms, lines);
             }
             (true, None) => {
                 let inc = self.meta.incidents.get_mut(&key).expect("open");

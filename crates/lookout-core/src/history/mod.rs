@@ -668,15 +668,7 @@ impl History {
 
 /// Two digests merged into one (through its snapshot, which validates it).
 fn merged(a: &LatencyDigest, b: &LatencyDigest) -> LatencyDigest {
-    let d = merge([a, b]);
-    let snapshot = DigestSnapshot {
-        centroids: d.centroids().iter().map(|c| (c.mean(), c.weight())).collect(),
-        sum: d.sum(),
-        count: d.count(),
-        min: d.min(),
-        max: d.max(),
-        max_size: d.max_size(),
-    };
+    let snapshot = DigestSnapshot::of(&merge([a, b]));
     // A merge of valid digests is valid; should it ever not be, keep the larger part.
     LatencyDigest::from_snapshot(&snapshot)
         .unwrap_or_else(|_| if a.count() >= b.count() { a.clone() } else { b.clone() })

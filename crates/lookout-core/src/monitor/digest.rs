@@ -64,6 +64,20 @@ pub struct DigestSnapshot {
     pub max_size: usize,
 }
 
+impl DigestSnapshot {
+    /// The JSON form of a flushed t-digest.
+    pub fn of(d: &TDigest) -> DigestSnapshot {
+        DigestSnapshot {
+            centroids: d.centroids().iter().map(|c| (c.mean(), c.weight())).collect(),
+            sum: d.sum(),
+            count: d.count(),
+            min: d.min(),
+            max: d.max(),
+            max_size: d.max_size(),
+        }
+    }
+}
+
 /// Why a stored or received digest cannot be rebuilt (corrupt or foreign input).
 #[derive(Debug, Clone, PartialEq)]
 pub enum DigestSnapshotError {
@@ -207,15 +221,7 @@ impl LatencyDigest {
 
     /// The JSON form (buffered values included).
     pub fn snapshot(&self) -> DigestSnapshot {
-        let d = self.flushed();
-        DigestSnapshot {
-            centroids: d.centroids().iter().map(|c| (c.mean(), c.weight())).collect(),
-            sum: d.sum(),
-            count: d.count(),
-            min: d.min(),
-            max: d.max(),
-            max_size: d.max_size(),
-        }
+        DigestSnapshot::of(&self.flushed())
     }
 
     /// Rebuild a digest from its JSON form, checking it first so that a corrupt snapshot is
