@@ -307,6 +307,9 @@ async function overheadPhase(wd, ports) {
             const now = await settledCounters(ports[arm], "swicked", arm);
             Object.assign(run, delta(now, last[arm]));
             run.accepted = run.accepted_records;
+            // The JS arm's object counts in memory only: workerd may evict it between runs,
+            // and its count starts again from zero. Such a run's loss cannot be told.
+            run.restarted = arm === "seedjs" && now.accepted_records < last[arm].accepted_records;
             last[arm] = now;
             const ff = forwardFailures(wd);
             run.forward_failed_lines = ff.lines;
@@ -358,7 +361,9 @@ async function overheadPhase(wd, ports) {
           row.calls_per_request = row.calls / Math.max(1, row.accepted);
           // wrk counts completed responses; requests still in flight when it stops (at most
           // c per run) are served and recorded too, so accepted may exceed it by that much.
-          row.lost = rs.reduce((a, r) => a + Math.max(0, r.requests - r.accepted), 0);
+          const counted = rs.filter((r) => !r.restarted);
+          row.restarted_runs = rs.length - counted.length;
+          row.lost = counted.reduce((a, r) => a + Math.max(0, r.requests - r.accepted), 0);
           row.in_flight_extra = rs.reduce((a, r) => a + Math.max(0, r.accepted - r.requests), 0);
           row.forward_failed_records = rs.reduce((a, r) => a + r.forward_failed_records, 0);
         }
@@ -747,7 +752,11 @@ function report({ m, native, overhead, exact, cpu, tput, logc, detection, fleet,
     p("| c | arm | requests/s | p50 ms | p99 ms | ratio to off | ratio to log line | added p50 ms | added p99 ms | workerd CPU µs per request (added) | object calls per request | records accepted / completed (lost) |");
     p("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (const r of rowsFor(route.name)) {
-      const acc = MONITORED.includes(r.arm) ? `${r.accepted} / ${r.requests} (${r.lost}${r.forward_failed_records ? `; ${r.forward_failed_records} in monitor_forward_failed` : ""})` : "–";
+      const acc = MONITORED.includes(r.arm)
+        ? r.restarted_runs
+          ? `${r.lost} lost in the runs it could count (${r.restarted_runs} of ${P.reps} runs had the object restarted: not counted)`
+          : `${r.accepted} / ${r.requests} (${r.lost}${r.forward_failed_records ? `; ${r.forward_failed_records} in monitor_forward_failed` : ""})`
+        : "–";
       p(`| ${r.c} | ${ARM_LABEL[r.arm]} | ${fmtSpread(r.rps, 0)} | ${fmtSpread(r.p50_ms, 3)} | ${fmtSpread(r.p99_ms, 3)} | ${r.ratio ? fmtSpread(r.ratio, 3) : "1"} | ${r.ratio_to_log ? fmtSpread(r.ratio_to_log, 3) : "–"} | ${r.added_p50_ms ? fmtSpread(r.added_p50_ms, 3) : "–"} | ${r.added_p99_ms ? fmtSpread(r.added_p99_ms, 3) : "–"} | ${fmt(r.cpu_us.median, 0)}${r.added_cpu_us ? ` (${fmt(r.added_cpu_us.median, 0)})` : ""} | ${r.calls_per_request !== undefined ? fmt(r.calls_per_request, 4) : "–"} | ${acc} |`);
     }
     p();
