@@ -328,6 +328,15 @@ fn six_shops_firing_the_same_rule_make_one_fleet_alert_instead_of_their_pages_an
         .wait_for(Duration::from_secs(15), |r| event(r, "*", "fleet:http_5xx_rate", "trigger"))
         .expect("no fleet alert");
     let p = fleet.json();
+    // The operator's fleet board shows it beside the shops (it stays open until every shop
+    // resolves, seconds after the bursts).
+    let board = s.ops("GET", "/ops/fleet").send().json();
+    let on_board = board["fleet_incidents"].as_array().cloned().unwrap_or_default();
+    assert!(
+        on_board.iter().any(|i| i["rule"] == "fleet:http_5xx_rate" && i["dedup_key"] == "fleet:http_5xx_rate:1"),
+        "GET /ops/fleet: {}",
+        board["fleet_incidents"]
+    );
     let fleet_status = s.ops("GET", "/ops/fleet/status").send().json();
     let threshold = fleet_status["config"]["threshold_shops"].as_u64().unwrap();
     assert_eq!(threshold, 5, "5 shops, before 20% of 30: {}", fleet_status["config"]);

@@ -2,7 +2,8 @@
 //! here), and the shop monitors' pushes to it (issue 13).
 //!
 //! - `POST /board/summary` (from a shop monitor): a `ShopSummary`, checked, kept if newer.
-//! - `GET /board/view/{limit}` (from `GET /ops/fleet`): the `FleetView`, from memory.
+//! - `GET /board/view/{limit}` (from `GET /ops/fleet`): the `FleetView`, from memory (the
+//!   fleet object adds its open incidents, `fleet_incidents`).
 //!
 //! Storage: `board(shop TEXT PRIMARY KEY, at_ms INTEGER, data TEXT)`, one row per shop,
 //! written on each accepted push; read once when the object loads.
@@ -32,7 +33,7 @@ pub struct BoardHost {
 }
 
 impl BoardHost {
-    fn load(&self, state: &State) {
+    pub fn load(&self, state: &State) {
         if self.board.borrow().is_some() {
             return;
         }
@@ -56,6 +57,16 @@ impl BoardHost {
             log(serde_json::json!({"kind": "board_restore_error", "unreadable_rows": bad}));
         }
         *self.board.borrow_mut() = Some(board);
+    }
+
+    /// The fleet answer (`GET /board/view/{limit}`), from memory.
+    pub fn view(&self, env: &Env, limit: &str, now_ms: i64) -> Result<serde_json::Value> {
+        let limit = limit.parse().unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let (shops, _) =
+            ShopSet::from_vars(settings::var(env, "SHOP_SLUG").as_deref(), settings::var(env, "SHOPS").as_deref());
+        let guard = self.board.borrow();
+        let board = guard.as_ref().ok_or_else(|| worker::Error::RustError("board not loaded".into()))?;
+        Ok(serde_json::to_value(board.view(shops.all(), now_ms, limit))?)
     }
 
     /// Serve a board route (see the module doc).
@@ -84,16 +95,7 @@ impl BoardHost {
                 }
                 Response::from_json(&serde_json::json!({"kept": kept}))
             }
-            (Method::Get, ["board", "view", limit]) => {
-                let limit = limit.parse().unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-                let (shops, _) = ShopSet::from_vars(
-                    settings::var(env, "SHOP_SLUG").as_deref(),
-                    settings::var(env, "SHOPS").as_deref(),
-                );
-                let guard = self.board.borrow();
-                let Some(board) = guard.as_ref() else { return Response::error("board not loaded", 500) };
-                Response::from_json(&board.view(shops.all(), now_ms, limit))
-            }
+            (Method::Get, ["board", "view", limit]) => Response::from_json(&self.view(env, limit, now_ms)?),
             _ => Response::error("board: no such route", 404),
         }
     }

@@ -14,8 +14,8 @@
 //! `DEADMAN_URL` every `DEADMAN_INTERVAL_S` and delivers the fleet's alerts.
 //!
 //! It also holds the dashboards' fleet board (fleet_board.rs): `POST /board/summary` (a shop
-//! monitor's summary push) and `GET /board/view/{limit}` (what `GET /ops/fleet` answers),
-//! stored in its own `board` table and served from memory.
+//! monitor's summary push) and `GET /board/view/{limit}` (what `GET /ops/fleet` answers, with
+//! the fleet's open incidents added), stored in its own `board` table and served from memory.
 
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
@@ -120,12 +120,21 @@ impl DurableObject for FleetMonitor {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
-        if fleet_board::is_board_path(&req.path()) {
-            // The board needs nothing of the fleet's alerting state.
+        let path = req.path();
+        if let (Method::Get, Some(limit)) = (req.method(), path.strip_prefix("/board/view/")) {
+            // The fleet answer, with the fleet's own open incidents beside the shops'.
+            self.board.load(&self.state);
+            let mut view = self.board.view(&self.env, limit, now)?;
+            self.ensure_loaded(now).await?;
+            view["fleet_incidents"] =
+                self.core.borrow().as_ref().map(|c| c.open_incidents(now)).unwrap_or_default().into();
+            return json(&view, 200);
+        }
+        if fleet_board::is_board_path(&path) {
+            // A summary push needs nothing of the fleet's alerting state.
             return self.board.fetch(&self.state, &self.env, req, now).await;
         }
         self.ensure_loaded(now).await?;
-        let path = req.path();
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
         let resp = match (req.method(), segs.as_slice()) {
             (Method::Post, ["report"]) => {

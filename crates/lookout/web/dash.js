@@ -226,21 +226,39 @@ function renderFleet(f) {
   });
   replace(document.querySelector("#shops tbody"), rows.length ? rows : h("tr", {}, h("td", { class: "empty", text: "No shop has reported yet." })));
   const firing = f.shops.flatMap((s) => s.firing.map((a) => ({ ...a, shop: s.shop })));
-  replace(
-    document.getElementById("firing"),
-    firing.length
-      ? firing.map((a) =>
-          h(
-            "li",
-            { "data-rule": a.rule, "data-shop": a.shop },
-            badge(a.severity, a.severity),
-            h("a", { href: "/ops/shop/" + encodeURIComponent(a.shop), text: a.shop }),
-            h("span", { text: ruleLabel(a.rule) + (a.cron ? " · " + a.cron : "") }),
-            h("span", { class: "when", text: fmtAgo(a.since) }),
-          ),
+  // The fleet object's own incidents first: one rule firing in many shops (`fleet:{rule}`),
+  // a shop monitor that stopped evaluating (`monitor_stalled`).
+  const fleetItems = (f.fleet_incidents || []).map((i) =>
+    i.shop
+      ? h(
+          "li",
+          { "data-rule": i.rule, "data-shop": i.shop, class: "fleet" },
+          badge(i.severity, i.severity),
+          h("a", { href: "/ops/shop/" + encodeURIComponent(i.shop), text: i.shop }),
+          h("span", { text: ruleLabel(i.rule) }),
+          h("span", { class: "when", text: fmtAgo(i.since) }),
         )
-      : h("li", { class: "empty", text: "Nothing is firing." }),
+      : h(
+          "li",
+          { "data-rule": i.rule, class: "fleet" },
+          badge(i.severity, i.severity),
+          h("span", { class: "fleet-tag", text: "fleet" }),
+          h("span", { text: ruleLabel(i.rule.replace(/^fleet:/, "")) + " in " + i.shops.length + " shops" + (i.silenced_by ? " (silenced)" : "") }),
+          h("span", { class: "when", text: fmtAgo(i.since) }),
+        ),
   );
+  const shopItems = firing.map((a) =>
+    h(
+      "li",
+      { "data-rule": a.rule, "data-shop": a.shop },
+      badge(a.severity, a.severity),
+      h("a", { href: "/ops/shop/" + encodeURIComponent(a.shop), text: a.shop }),
+      h("span", { text: ruleLabel(a.rule) + (a.cron ? " · " + a.cron : "") }),
+      h("span", { class: "when", text: fmtAgo(a.since) }),
+    ),
+  );
+  const items = [...fleetItems, ...shopItems];
+  replace(document.getElementById("firing"), items.length ? items : h("li", { class: "empty", text: "Nothing is firing." }));
   const max = Math.max(1, ...f.top_error_classes.map((c) => c.count));
   replace(
     document.getElementById("classes"),

@@ -605,6 +605,29 @@ impl FleetCore {
 
     // ---- Status ----
 
+    /// The fleet's open incidents (`fleet:{rule}` and `monitor_stalled`), as the status shows
+    /// them: what the fleet board adds to its answer.
+    pub fn open_incidents(&self, now_ms: i64) -> Vec<Value> {
+        self.meta
+            .incidents
+            .values()
+            .filter(|i| i.state == AlertState::Firing)
+            .map(|i| self.incident_view(i, now_ms))
+            .collect()
+    }
+
+    fn incident_view(&self, i: &Incident, now_ms: i64) -> Value {
+        let reason = if i.notified_firing { NotifyReason::RepeatInterval } else { NotifyReason::FirstFiring };
+        let held = (i.state == AlertState::Firing).then(|| self.hold(i, reason, now_ms)).flatten();
+        json!({
+            "rule": i.rule, "shop": i.shop, "state": i.state, "dedup_key": i.dedup_key,
+            "severity": i.severity, "since": rfc3339_ms(i.since_ms), "resolved_at": rfc3339_opt(i.resolved_at_ms),
+            "value": i.value, "threshold": i.threshold, "unit": i.unit, "shops": i.shops,
+            "summary": i.summary, "notified": i.notified_firing, "resolve_notified": i.notified_resolved,
+            "last_sent_at": rfc3339_opt(i.last_sent_ms), "silenced_by": held.map(|s| s.id.clone()),
+        })
+    }
+
     /// The fleet status as of `now_ms`.
     pub fn status(&self, now_ms: i64) -> FleetStatus {
         let interval_ms = s_to_ms(self.config.deadman_interval_s);
@@ -626,22 +649,7 @@ impl FleetCore {
                 })
             })
             .collect();
-        let incidents: Vec<Value> = self
-            .meta
-            .incidents
-            .values()
-            .map(|i| {
-                let reason = if i.notified_firing { NotifyReason::RepeatInterval } else { NotifyReason::FirstFiring };
-                let held = (i.state == AlertState::Firing).then(|| self.hold(i, reason, now_ms)).flatten();
-                json!({
-                    "rule": i.rule, "shop": i.shop, "state": i.state, "dedup_key": i.dedup_key,
-                    "severity": i.severity, "since": rfc3339_ms(i.since_ms), "resolved_at": rfc3339_opt(i.resolved_at_ms),
-                    "value": i.value, "threshold": i.threshold, "unit": i.unit, "shops": i.shops,
-                    "summary": i.summary, "notified": i.notified_firing, "resolve_notified": i.notified_resolved,
-                    "last_sent_at": rfc3339_opt(i.last_sent_ms), "silenced_by": held.map(|s| s.id.clone()),
-                })
-            })
-            .collect();
+        let incidents: Vec<Value> = self.meta.incidents.values().map(|i| self.incident_view(i, now_ms)).collect();
         let silences = &self.silences.silences;
         let count = |st: SilenceState| silences.iter().filter(|s| s.state(now_ms) == st).count();
         let o = &self.meta.outbox;

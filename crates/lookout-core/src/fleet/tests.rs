@@ -102,6 +102,11 @@ fn six_shops_firing_within_the_window_open_one_fleet_alert_that_resolves_once() 
     assert_eq!(answer.fleet_incidents.len(), 1);
     assert_eq!(f.queued().len(), 1);
     assert_eq!(f.incident("fleet:http_5xx_rate").unwrap().shops.len(), 6);
+    // The fleet board lists it while it is open.
+    let open = f.open_incidents(t6);
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0]["dedup_key"], "fleet:http_5xx_rate:1");
+    assert_eq!(open[0]["shops"].as_array().map(Vec::len), Some(6));
     // They resolve one by one: the fleet alert resolves once, when the last one does.
     for i in 1..=6 {
         let t = T0 + 120_000 + i * 1_000;
@@ -119,6 +124,7 @@ fn six_shops_firing_within_the_window_open_one_fleet_alert_that_resolves_once() 
     let t = T0 + 200_000;
     let (answer, _) = f.report(report("shop1", vec![], t), t);
     assert!(answer.fleet_incidents.is_empty());
+    assert!(f.open_incidents(t).is_empty(), "a resolved incident leaves the board");
     assert_eq!(f.queued().len(), 2, "nothing more");
 }
 
