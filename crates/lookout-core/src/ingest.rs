@@ -257,7 +257,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn line(shop: &str, status: u16) -> String {
+    fn record(shop: &str, status: u16) -> RequestRecord {
         let mut r = RequestRecord::start(
             chrono::Utc.with_ymd_and_hms(2026, 5, 10, 0, 0, 0).unwrap(),
             "req_0123456789ab".into(),
@@ -267,7 +267,11 @@ mod tests {
         );
         r.shop = Some(shop.into());
         r.status = status;
-        r.to_line()
+        r
+    }
+
+    fn line(shop: &str, status: u16) -> String {
+        record(shop, status).to_line()
     }
 
     #[test]
@@ -303,16 +307,7 @@ mod tests {
 
     fn partial(shop: &str, seq: u64) -> PartialBucket {
         let mut acc = crate::partial::PartialAccumulator::default();
-        let mut r = RequestRecord::start(
-            chrono::Utc.with_ymd_and_hms(2026, 5, 10, 0, 0, 0).unwrap(),
-            "req_0123456789ab".into(),
-            "GET",
-            "/x",
-            "v",
-        );
-        r.shop = Some(shop.into());
-        r.status = 200;
-        acc.fold(&r);
+        acc.fold(&record(shop, 200));
         acc.take(shop, || format!("iso-{seq}")).remove(0)
     }
 

@@ -370,13 +370,23 @@ mod tests {
     }
 
     fn notification(a: &Alert, rule: &Rule, reason: NotifyReason, event: EventKind) -> Notification {
+        diagnosed(a, rule, reason, event, None)
+    }
+
+    fn diagnosed(
+        a: &Alert,
+        rule: &Rule,
+        reason: NotifyReason,
+        event: EventKind,
+        diagnosis: Option<&crate::monitor::alert_diagnosis::AlertDiagnosis>,
+    ) -> Notification {
         let ids = vec!["req_a8h3k2".to_string()];
         let ctx = NotifyContext {
             shop: "swicked",
             build_version: Some("0.4.11+abc"),
             recent_request_ids: &ids,
             now_ms: 1_778_400_000_000,
-            diagnosis: None,
+            diagnosis,
         };
         Notification::build(a, rule, reason, event, ctx)
     }
@@ -452,15 +462,7 @@ mod tests {
             ClassFigures { class: "UpstreamTimeout", count_5xx: 4, route: "/api/charge", first_build: "0.4.10+def" },
         ];
         let d = AlertDiagnosis::for_rule(rule.id, rule.window_s, 10, &classes, &[], &[]).unwrap();
-        let ids = vec!["req_a8h3k2".to_string()];
-        let ctx = NotifyContext {
-            shop: "swicked",
-            build_version: Some("0.4.11+abc"),
-            recent_request_ids: &ids,
-            now_ms: 1_778_400_000_000,
-            diagnosis: Some(&d),
-        };
-        let n = Notification::build(&a, &rule, NotifyReason::FirstFiring, EventKind::Trigger, ctx);
+        let n = diagnosed(&a, &rule, NotifyReason::FirstFiring, EventKind::Trigger, Some(&d));
         assert_eq!(n.summary, "[swicked] FIRING http_5xx_rate: 3.20% > 1.00% over 300 s (top: D1Error 60%)");
         let w = webhook_payload(&n);
         assert_eq!(w["diagnosis"]["error_classes"][1]["class"], "UpstreamTimeout");
@@ -473,8 +475,7 @@ mod tests {
         assert!(e.text.contains("Diagnosis (last 300 s):\n  D1Error: 6 5xx (60%)"), "{}", e.text);
         let mut resolved = a.clone();
         resolved.state = AlertState::Resolved;
-        let ctx = NotifyContext { diagnosis: Some(&d), ..ctx };
-        let r = Notification::build(&resolved, &rule, NotifyReason::Resolved, EventKind::Resolve, ctx);
+        let r = diagnosed(&resolved, &rule, NotifyReason::Resolved, EventKind::Resolve, Some(&d));
         assert_eq!(webhook_payload(&r)["diagnosis"], Value::Null);
     }
 
