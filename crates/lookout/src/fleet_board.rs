@@ -11,16 +11,9 @@
 use std::cell::RefCell;
 
 use lookout_core::board::{FleetBoard, ShopSummary, DEFAULT_LIMIT, MAX_LIMIT};
-use lookout_core::shop::ShopSet;
-use worker::{console_log, Env, Method, Request, Response, Result, State};
+use worker::{console_log, Env, Method, Response, Result, State};
 
 use crate::fleet_monitor::{binding_for_objects, fleet_request};
-use crate::settings;
-
-/// Whether a request to the fleet object is for the board.
-pub fn is_board_path(path: &str) -> bool {
-    path.starts_with("/board/")
-}
 
 fn log(v: serde_json::Value) {
     console_log!("{v}");
@@ -33,7 +26,7 @@ pub struct BoardHost {
 }
 
 impl BoardHost {
-    pub fn load(&self, state: &State) {
+    fn load(&self, state: &State) {
         if self.board.borrow().is_some() {
             return;
         }
@@ -59,45 +52,37 @@ impl BoardHost {
         *self.board.borrow_mut() = Some(board);
     }
 
-    /// The fleet answer (`GET /board/view/{limit}`), from memory.
-    pub fn view(&self, env: &Env, limit: &str, now_ms: i64) -> Result<serde_json::Value> {
-        let limit = limit.parse().unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-        let (shops, _) =
-            ShopSet::from_vars(settings::var(env, "SHOP_SLUG").as_deref(), settings::var(env, "SHOPS").as_deref());
-        let guard = self.board.borrow();
-        let board = guard.as_ref().ok_or_else(|| worker::Error::RustError("board not loaded".into()))?;
-        Ok(serde_json::to_value(board.view(shops.all(), now_ms, limit))?)
+    /// A shop monitor's summary (`POST /board/summary`): checked, kept and stored if newer
+    /// than the one the board has.
+    pub fn accept(&self, state: &State, body: &[u8]) -> Result<Response> {
+        self.load(state);
+        let summary = match ShopSummary::parse(body) {
+            Ok(s) => s,
+            Err(e) => {
+                log(serde_json::json!({"kind": "board_summary_refused", "error": e.to_string()}));
+                return Response::error(e.to_string(), 400);
+            }
+        };
+        let data = serde_json::to_string(&summary)?;
+        let (shop, at_ms) = (summary.shop.clone(), summary.at_ms);
+        let kept = self.board.borrow_mut().as_mut().is_some_and(|b| b.upsert(summary));
+        if kept {
+            state.storage().sql().exec(
+                "INSERT OR REPLACE INTO board (shop, at_ms, data) VALUES (?, ?, ?)",
+                vec![shop.into(), at_ms.into(), data.into()],
+            )?;
+        }
+        Response::from_json(&serde_json::json!({"kept": kept}))
     }
 
-    /// Serve a board route (see the module doc).
-    pub async fn fetch(&self, state: &State, env: &Env, mut req: Request, now_ms: i64) -> Result<Response> {
+    /// The fleet answer (`GET /board/view/{limit}`) over the `known` shops and any that
+    /// pushed, from memory.
+    pub fn view(&self, state: &State, known: &[String], limit: &str, now_ms: i64) -> Result<serde_json::Value> {
         self.load(state);
-        let path = req.path();
-        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-        match (req.method(), segs.as_slice()) {
-            (Method::Post, ["board", "summary"]) => {
-                let body = req.bytes().await?;
-                let summary = match ShopSummary::parse(&body) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log(serde_json::json!({"kind": "board_summary_refused", "error": e.to_string()}));
-                        return Response::error(e.to_string(), 400);
-                    }
-                };
-                let data = serde_json::to_string(&summary)?;
-                let (shop, at_ms) = (summary.shop.clone(), summary.at_ms);
-                let kept = self.board.borrow_mut().as_mut().is_some_and(|b| b.upsert(summary));
-                if kept {
-                    state.storage().sql().exec(
-                        "INSERT OR REPLACE INTO board (shop, at_ms, data) VALUES (?, ?, ?)",
-                        vec![shop.into(), at_ms.into(), data.into()],
-                    )?;
-                }
-                Response::from_json(&serde_json::json!({"kept": kept}))
-            }
-            (Method::Get, ["board", "view", limit]) => Response::from_json(&self.view(env, limit, now_ms)?),
-            _ => Response::error("board: no such route", 404),
-        }
+        let limit = limit.parse().unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        let guard = self.board.borrow();
+        let board = guard.as_ref().ok_or_else(|| worker::Error::RustError("board not loaded".into()))?;
+        Ok(serde_json::to_value(board.view(known, now_ms, limit))?)
     }
 }
 

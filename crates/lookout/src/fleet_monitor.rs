@@ -30,7 +30,8 @@ use lookout_core::routing::RoutingSpec;
 use lookout_core::shop::ShopSet;
 use lookout_core::silence::SilenceError;
 
-use crate::fleet_board::{self, BoardHost};
+use crate::fleet_board::BoardHost;
+use crate::ops::object_refusal;
 use crate::{deliver, object_meta, settings};
 
 /// The fleet object's binding name unless configured otherwise.
@@ -88,14 +89,6 @@ fn json(v: &serde_json::Value, status: u16) -> Result<Response> {
     Ok(Response::from_json(v)?.with_status(status))
 }
 
-fn error(class: &str, message: &str, status: u16, field: Option<&str>) -> Result<Response> {
-    let mut v = serde_json::json!({"error": class, "message": message});
-    if let Some(f) = field {
-        v["field"] = f.into();
-    }
-    json(&v, status)
-}
-
 #[durable_object]
 pub struct FleetMonitor {
     state: State,
@@ -121,18 +114,10 @@ impl DurableObject for FleetMonitor {
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let now = now_ms();
         let path = req.path();
-        if let (Method::Get, Some(limit)) = (req.method(), path.strip_prefix("/board/view/")) {
-            // The fleet answer, with the fleet's own open incidents beside the shops'.
-            self.board.load(&self.state);
-            let mut view = self.board.view(&self.env, limit, now)?;
-            self.ensure_loaded(now).await?;
-            view["fleet_incidents"] =
-                self.core.borrow().as_ref().map(|c| c.open_incidents(now)).unwrap_or_default().into();
-            return json(&view, 200);
-        }
-        if fleet_board::is_board_path(&path) {
+        if req.method() == Method::Post && path == "/board/summary" {
             // A summary push needs nothing of the fleet's alerting state.
-            return self.board.fetch(&self.state, &self.env, req, now).await;
+            let body = req.bytes().await?;
+            return self.board.accept(&self.state, &body);
         }
         self.ensure_loaded(now).await?;
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -149,7 +134,13 @@ impl DurableObject for FleetMonitor {
             }
             (Method::Delete, ["silences", id]) => self.expire_silence(id, now),
             (Method::Post, ["touch"]) => json(&serde_json::json!({"ok": true}), 200),
-            _ => error("NotFound", "fleet: no such route", 404, None),
+            // The fleet answer, with the fleet's own open incidents beside the shops'.
+            (Method::Get, ["board", "view", limit]) => self.with_core(|c| {
+                let mut view = self.board.view(&self.state, c.configured_shops(), limit, now)?;
+                view["fleet_incidents"] = c.open_incidents(now).into();
+                json(&view, 200)
+            }),
+            _ => object_refusal("NotFound", "fleet: no such route", 404, None),
         };
         self.persist();
         self.arm(now).await;
@@ -249,7 +240,7 @@ impl FleetMonitor {
         let guard = self.core.borrow();
         match guard.as_ref() {
             Some(c) => f(c),
-            None => error("NotLoaded", "fleet object not loaded", 500, None),
+            None => object_refusal("NotLoaded", "fleet object not loaded", 500, None),
         }
     }
 
@@ -258,12 +249,14 @@ impl FleetMonitor {
             Ok(r) => r,
             Err(e) => {
                 print(&[FleetLine::FleetReportRefused { error: e.to_string() }]);
-                return error("InvalidReport", &e.to_string(), 400, None);
+                return object_refusal("InvalidReport", &e.to_string(), 400, None);
             }
         };
         let answer = {
             let mut guard = self.core.borrow_mut();
-            let Some(core) = guard.as_mut() else { return error("NotLoaded", "fleet object not loaded", 500, None) };
+            let Some(core) = guard.as_mut() else {
+                return object_refusal("NotLoaded", "fleet object not loaded", 500, None);
+            };
             let (answer, lines) = core.report(report, now);
             print(&lines);
             answer
@@ -273,29 +266,33 @@ impl FleetMonitor {
 
     fn create_silence(&self, body: &str, now: i64) -> Result<Response> {
         let mut guard = self.core.borrow_mut();
-        let Some(core) = guard.as_mut() else { return error("NotLoaded", "fleet object not loaded", 500, None) };
+        let Some(core) = guard.as_mut() else {
+            return object_refusal("NotLoaded", "fleet object not loaded", 500, None);
+        };
         match core.create_silence(body, now) {
             Ok(o) => {
                 print(&o.lines);
                 json(&serde_json::json!({"silence": o.silence, "affected_shops": o.affected_shops}), 201)
             }
-            Err(Ok(e)) => error("InvalidSilence", &e.to_string(), 400, Some(&e.field)),
-            Err(Err(e @ SilenceError::TooMany)) => error("TooManySilences", &e.to_string(), 409, None),
-            Err(Err(e)) => error("InvalidSilence", &e.to_string(), 400, None),
+            Err(Ok(e)) => object_refusal("InvalidSilence", &e.to_string(), 400, Some(&e.field)),
+            Err(Err(e @ SilenceError::TooMany)) => object_refusal("TooManySilences", &e.to_string(), 409, None),
+            Err(Err(e)) => object_refusal("InvalidSilence", &e.to_string(), 400, None),
         }
     }
 
     fn expire_silence(&self, id: &str, now: i64) -> Result<Response> {
         let mut guard = self.core.borrow_mut();
-        let Some(core) = guard.as_mut() else { return error("NotLoaded", "fleet object not loaded", 500, None) };
+        let Some(core) = guard.as_mut() else {
+            return object_refusal("NotLoaded", "fleet object not loaded", 500, None);
+        };
         match core.expire_silence(id, now) {
             Ok(o) => {
                 print(&o.lines);
                 json(&serde_json::json!({"silence": o.silence, "affected_shops": o.affected_shops}), 200)
             }
-            Err(e @ SilenceError::Unknown) => error("UnknownSilence", &e.to_string(), 404, None),
-            Err(e @ SilenceError::AlreadyExpired) => error("AlreadyExpired", &e.to_string(), 409, None),
-            Err(e) => error("InvalidSilence", &e.to_string(), 400, None),
+            Err(e @ SilenceError::Unknown) => object_refusal("UnknownSilence", &e.to_string(), 404, None),
+            Err(e @ SilenceError::AlreadyExpired) => object_refusal("AlreadyExpired", &e.to_string(), 409, None),
+            Err(e) => object_refusal("InvalidSilence", &e.to_string(), 400, None),
         }
     }
 

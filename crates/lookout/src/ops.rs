@@ -147,6 +147,16 @@ const REFUSALS: [&str; 10] = [
     "InvalidReport",
 ];
 
+/// A Durable Object's refusal, `{"error": class, "message", "field"?}` with its status: the
+/// shape [`pass_through`] reads back (adding the request id) when it answers the operator.
+pub(crate) fn object_refusal(class: &str, message: &str, status: u16, field: Option<&str>) -> worker::Result<Response> {
+    let mut v = serde_json::json!({"error": class, "message": message});
+    if let Some(f) = field {
+        v["field"] = f.into();
+    }
+    Ok(Response::from_json(&v)?.with_status(status))
+}
+
 /// A 4xx answered with the request id, its class on the request's line.
 fn refusal(ctx: &RequestCtx, status: u16, class: &str, message: &str, field: Option<&str>) -> AppResult {
     let class: &'static str = REFUSALS.iter().find(|c| **c == class).copied().unwrap_or("MonitorRefused");

@@ -56,6 +56,7 @@ use lookout_core::history::series::Range;
 use lookout_core::history::{Chunk, ChunkKind, R2Sample};
 
 use crate::fleet_board;
+use crate::ops::object_refusal;
 use crate::{deliver, object_meta, settings};
 
 fn now_ms() -> i64 {
@@ -287,14 +288,6 @@ fn wasm_memory_bytes() -> Option<f64> {
     Reflect::get(&buffer, &JsValue::from_str("byteLength")).ok()?.as_f64()
 }
 
-fn error_json(class: &str, message: &str, status: u16, field: Option<&str>) -> Result<Response> {
-    let mut v = serde_json::json!({"error": class, "message": message});
-    if let Some(f) = field {
-        v["field"] = f.into();
-    }
-    Ok(Response::from_json(&v)?.with_status(status))
-}
-
 /// `ring` rows `(start_ms, data)` and legacy JSON rows.
 type StoredRows = (Vec<(i64, Vec<u8>)>, Vec<String>);
 
@@ -471,7 +464,7 @@ impl ShopMonitor {
             core.put_settings(body, now)
         };
         match result {
-            Err(e) => error_json("InvalidConfig", &e.to_string(), 400, Some(&e.field)),
+            Err(e) => object_refusal("InvalidConfig", &e.to_string(), 400, Some(&e.field)),
             Ok((changed, lines)) => {
                 print(&lines);
                 self.after_call(now).await;
@@ -488,11 +481,13 @@ impl ShopMonitor {
             core.ack(rule, body, now)
         };
         match result {
-            Err(AckError::UnknownRule) => error_json("UnknownRule", "this shop's monitor has no such rule", 404, None),
-            Err(AckError::NotFiring) => {
-                error_json("NotFiring", "the rule has no open incident to acknowledge", 409, None)
+            Err(AckError::UnknownRule) => {
+                object_refusal("UnknownRule", "this shop's monitor has no such rule", 404, None)
             }
-            Err(AckError::Invalid(e)) => error_json("InvalidAck", &e.to_string(), 400, Some(&e.field)),
+            Err(AckError::NotFiring) => {
+                object_refusal("NotFiring", "the rule has no open incident to acknowledge", 409, None)
+            }
+            Err(AckError::Invalid(e)) => object_refusal("InvalidAck", &e.to_string(), 400, Some(&e.field)),
             Ok((acks, lines)) => {
                 print(&lines);
                 self.after_call(now).await;
@@ -568,10 +563,7 @@ impl ShopMonitor {
             core.ai_resume(now)
         };
         match result {
-            Err(ResumeError::NotPaused) => Response::from_json(
-                &serde_json::json!({"error": "NotPaused", "message": ResumeError::NotPaused.to_string()}),
-            )
-            .map(|r| r.with_status(409)),
+            Err(e @ ResumeError::NotPaused) => object_refusal("NotPaused", &e.to_string(), 409, None),
             Ok(lines) => {
                 print(&lines);
                 self.after_call(now).await;

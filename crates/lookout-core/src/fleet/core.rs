@@ -182,6 +182,11 @@ impl FleetCore {
     }
 
     /// Shops known: the Worker's and those that reported.
+    /// The shops the Worker serves (`SHOP_SLUG` / `SHOPS`), before any that reported.
+    pub fn configured_shops(&self) -> &[String] {
+        &self.config.known_shops
+    }
+
     pub fn known_shops(&self) -> BTreeSet<&str> {
         self.config.known_shops.iter().map(String::as_str).chain(self.shops.keys().map(String::as_str)).collect()
     }
